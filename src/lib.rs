@@ -1,0 +1,9 @@
+//! postfix-agentx: an SNMP AgentX subagent for Postfix.
+//!
+//! Data flows one way: `sources` (collectors) → `snapshot` (one set of values)
+//! → `mib` (OID tree) → `agentx` (session with the master agent).
+
+pub mod mib;
+pub mod snapshot;
+pub mod snmp;
+pub mod sources;

@@ -1,0 +1,295 @@
+//! One immutable snapshot of every value the agent serves.
+//!
+//! Collectors (sources) fill in their part; the MIB view is built from the
+//! whole snapshot. Nothing here knows about OIDs or AgentX. A part that no
+//! collector has produced yet is `None` and its objects are absent from walks.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime};
+
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub agent: AgentInfo,
+    pub log: Option<LogCounters>,
+    pub queue: Option<QueueStatus>,
+    pub processes: Option<ProcessStatus>,
+    /// Per-source health, keyed by source name (`log`, `queue`, `process`, ...).
+    pub health: BTreeMap<String, SourceHealth>,
+}
+
+impl Snapshot {
+    pub fn new(agent: AgentInfo) -> Snapshot {
+        Snapshot {
+            agent,
+            log: None,
+            queue: None,
+            processes: None,
+            health: BTreeMap::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct AgentInfo {
+    pub version: String,
+    pub start_time: SystemTime,
+    /// When the counters last lost continuity (fresh state, corrupt state file).
+    pub discontinuity_time: SystemTime,
+}
+
+/// Counters derived from the Postfix mail log. Every field only grows.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct LogCounters {
+    pub delivered: u64,
+    pub forwarded: u64,
+    pub received: u64,
+    pub generated: u64,
+    pub rejected: u64,
+    pub discarded: u64,
+    pub deferred: u64,
+    pub bounced: u64,
+    pub expired: u64,
+    pub held: u64,
+    pub log_fatal: u64,
+    pub log_warning: u64,
+    pub log_panic: u64,
+    pub log_error: u64,
+    pub received_bytes: u64,
+    pub smtp_connections: u64,
+    pub sasl_auth_failures: u64,
+    pub tls_connections_in: u64,
+    pub tls_connections_out: u64,
+    /// Lines read from all log sources.
+    pub lines_read: u64,
+    /// Lines that were not recognisable syslog lines at all.
+    pub lines_unparsed: u64,
+    /// Rejections by reason class.
+    pub rejects: BTreeMap<RejectReason, RejectCount>,
+    /// Delivery outcomes per delivery agent / transport name.
+    pub deliveries: BTreeMap<String, DeliveryCount>,
+}
+
+/// Reason classes for rejections. The discriminant is the MIB index.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(rename_all = "camelCase")]
+pub enum RejectReason {
+    Rbl = 1,
+    UnknownUser = 2,
+    RelayDenied = 3,
+    SenderCheck = 4,
+    HeloCheck = 5,
+    ClientCheck = 6,
+    PolicyService = 7,
+    Milter = 8,
+    HeaderBodyCheck = 9,
+    Postscreen = 10,
+    Size = 11,
+    Other = 12,
+}
+
+impl RejectReason {
+    pub const ALL: [RejectReason; 12] = [
+        RejectReason::Rbl,
+        RejectReason::UnknownUser,
+        RejectReason::RelayDenied,
+        RejectReason::SenderCheck,
+        RejectReason::HeloCheck,
+        RejectReason::ClientCheck,
+        RejectReason::PolicyService,
+        RejectReason::Milter,
+        RejectReason::HeaderBodyCheck,
+        RejectReason::Postscreen,
+        RejectReason::Size,
+        RejectReason::Other,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            RejectReason::Rbl => "rbl",
+            RejectReason::UnknownUser => "unknownUser",
+            RejectReason::RelayDenied => "relayDenied",
+            RejectReason::SenderCheck => "senderCheck",
+            RejectReason::HeloCheck => "heloCheck",
+            RejectReason::ClientCheck => "clientCheck",
+            RejectReason::PolicyService => "policyService",
+            RejectReason::Milter => "milter",
+            RejectReason::HeaderBodyCheck => "headerBodyCheck",
+            RejectReason::Postscreen => "postscreen",
+            RejectReason::Size => "size",
+            RejectReason::Other => "other",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct RejectCount {
+    pub total: u64,
+    /// Rejections with a 4xx SMTP status (temporary).
+    pub status_4xx: u64,
+    /// Rejections with a 5xx SMTP status (permanent).
+    pub status_5xx: u64,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct DeliveryCount {
+    pub sent: u64,
+    pub deferred: u64,
+    pub bounced: u64,
+    /// Sum of `delay=` over all counted lines, in milliseconds.
+    pub delay_ms_sum: u64,
+}
+
+/// The Postfix queues. The discriminant is the MIB index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum QueueName {
+    Maildrop = 1,
+    Incoming = 2,
+    Active = 3,
+    Deferred = 4,
+    Hold = 5,
+    Corrupt = 6,
+}
+
+impl QueueName {
+    pub const ALL: [QueueName; 6] = [
+        QueueName::Maildrop,
+        QueueName::Incoming,
+        QueueName::Active,
+        QueueName::Deferred,
+        QueueName::Hold,
+        QueueName::Corrupt,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            QueueName::Maildrop => "maildrop",
+            QueueName::Incoming => "incoming",
+            QueueName::Active => "active",
+            QueueName::Deferred => "deferred",
+            QueueName::Hold => "hold",
+            QueueName::Corrupt => "corrupt",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<QueueName> {
+        QueueName::ALL.into_iter().find(|q| q.name() == name)
+    }
+}
+
+/// How the queue was counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum QueueMethod {
+    Showq = 1,
+    Directory = 2,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueRow {
+    pub queue: QueueName,
+    pub messages: u64,
+    pub bytes: u64,
+    /// Arrival time of the oldest message, if the queue is not empty.
+    pub oldest_arrival: Option<SystemTime>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueStatus {
+    pub method: QueueMethod,
+    /// Rows for the queues this method can see (showq does not see `corrupt`).
+    pub rows: Vec<QueueRow>,
+    pub scan_time: SystemTime,
+    pub scan_duration: Duration,
+}
+
+impl QueueStatus {
+    /// All messages in all queues except `corrupt`.
+    pub fn total(&self) -> u64 {
+        self.rows
+            .iter()
+            .filter(|r| r.queue != QueueName::Corrupt)
+            .map(|r| r.messages)
+            .sum()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProcessState {
+    Running = 1,
+    Restarting = 2,
+    Down = 3,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessRow {
+    /// Daemon name from argv[0] (`master`, `qmgr`, `smtpd`, ...).
+    pub name: String,
+    /// Master.cf service names (`-n`) seen for this daemon, comma-separated.
+    pub services: String,
+    pub instances: u32,
+    /// User+system CPU in centiseconds; never goes backwards.
+    pub cpu_centiseconds: u64,
+    /// CPU use over the last scan interval, in percent of one core.
+    pub cpu_percent: u32,
+    pub rss_bytes: u64,
+    pub vsize_bytes: u64,
+    pub state: ProcessState,
+    pub oldest_start: Option<SystemTime>,
+    /// New pids seen for a single-instance daemon (pickup, qmgr, ...).
+    pub restarts: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessStatus {
+    /// The Postfix instance's config directory, if known.
+    pub config_directory: String,
+    pub rows: Vec<ProcessRow>,
+    pub scan_time: SystemTime,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HealthState {
+    Ok = 1,
+    Error = 2,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceHealth {
+    pub state: HealthState,
+    /// Free text: what the source is reading and how (`/var/log/mail.log`, `showq`).
+    pub detail: String,
+    pub last_success: Option<SystemTime>,
+    pub last_error: String,
+    pub error_count: u64,
+}
+
+impl SourceHealth {
+    pub fn new(detail: impl Into<String>) -> SourceHealth {
+        SourceHealth {
+            state: HealthState::Ok,
+            detail: detail.into(),
+            last_success: None,
+            last_error: String::new(),
+            error_count: 0,
+        }
+    }
+
+    pub fn success(&mut self, now: SystemTime) {
+        self.state = HealthState::Ok;
+        self.last_success = Some(now);
+    }
+
+    pub fn failure(&mut self, error: impl Into<String>) {
+        self.state = HealthState::Error;
+        self.last_error = error.into();
+        self.error_count = self.error_count.saturating_add(1);
+    }
+}

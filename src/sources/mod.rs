@@ -1,0 +1,1 @@
+//! Collectors. Each reads one kind of Postfix data and knows nothing of SNMP.
