@@ -6,7 +6,7 @@
 //! name (a lone `\0`). From `src/showq/showq.c` (3.x) the stream is:
 //!
 //! ```text
-//! protocol\0showq\0\0                        announcement, read first
+//! protocol\0mail_queue_list_protocol\0\0     announcement, read first
 //! queue_name\0Q\0queue_id\0ID\0time\0T\0size\0S\0forced_expire\0E\0sender\0A\0
 //!   (recipient\0R\0reason\0WHY\0)*  \0       one record per message
 //! ...
@@ -28,6 +28,9 @@ use std::io::{self, BufRead, BufReader, Read};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+
+/// `MAIL_ATTR_PROTO_SHOWQ` in Postfix's `mail_proto.h`.
+const SHOWQ_PROTOCOL: &[u8] = b"mail_queue_list_protocol";
 
 /// Upper bounds on what we accept from showq.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -243,9 +246,9 @@ impl<R: Read> Parser<R> {
         if self.read_string(&mut value)?.is_none() {
             return Err(ShowqError::Truncated("inside the protocol announcement"));
         }
-        if value != b"showq" {
+        if value != SHOWQ_PROTOCOL {
             return Err(ShowqError::Malformed(format!(
-                "expected protocol showq, got {:?}",
+                "expected protocol mail_queue_list_protocol, got {:?}",
                 printable(&value)
             )));
         }
@@ -360,7 +363,7 @@ mod tests {
 
     fn announcement() -> Vec<u8> {
         let mut out = Vec::new();
-        attr(&mut out, "protocol", "showq");
+        attr(&mut out, "protocol", "mail_queue_list_protocol");
         out.push(0);
         out
     }
@@ -452,13 +455,14 @@ mod tests {
             &b"\xff\xfe\xfd garbage without any nul"[..],
             b"HTTP/1.1 200 OK\r\n\r\n",
             b"protocol\0smtp\0\0\0",
-            b"protocol\0showq\0extra\0x\0\0\0",
-            b"protocol\0showq\0\0sender\0x\0\0\0",
-            b"protocol\0showq\0\0queue_name\0nosuchqueue\0\0\0",
-            b"protocol\0showq\0\0queue_name\0active\0queue_id\0A\0time\0soon\0size\x001\0\0\0",
-            b"protocol\0showq\0\0queue_name\0active\0queue_id\0A\0time\x001\0size\0-5\0\0\0",
-            b"protocol\0showq\0\0queue_name\0active\0time\x001\0size\x001\0\0\0",
-            b"protocol\0showq\0\0queue_name\0\xff\0\0\0",
+            b"protocol\0showq\0\0\0",
+            b"protocol\0mail_queue_list_protocol\0extra\0x\0\0\0",
+            b"protocol\0mail_queue_list_protocol\0\0sender\0x\0\0\0",
+            b"protocol\0mail_queue_list_protocol\0\0queue_name\0nosuchqueue\0\0\0",
+            b"protocol\0mail_queue_list_protocol\0\0queue_name\0active\0queue_id\0A\0time\0soon\0size\x001\0\0\0",
+            b"protocol\0mail_queue_list_protocol\0\0queue_name\0active\0queue_id\0A\0time\x001\0size\0-5\0\0\0",
+            b"protocol\0mail_queue_list_protocol\0\0queue_name\0active\0time\x001\0size\x001\0\0\0",
+            b"protocol\0mail_queue_list_protocol\0\0queue_name\0\xff\0\0\0",
         ] {
             let r = parse(garbage);
             assert!(r.is_err(), "{garbage:?} parsed as {r:?}");
