@@ -4,7 +4,9 @@
 //! → `mib` (OID tree) → `agentx` (session with the master agent).
 
 pub mod config;
+pub mod dump;
 pub mod mib;
+pub mod publisher;
 pub mod snapshot;
 pub mod snmp;
 pub mod sources;
