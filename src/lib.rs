@@ -3,6 +3,7 @@
 //! Data flows one way: `sources` (collectors) → `snapshot` (one set of values)
 //! → `mib` (OID tree) → `agentx` (session with the master agent).
 
+pub mod agentx;
 pub mod config;
 pub mod dump;
 pub mod mib;

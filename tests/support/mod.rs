@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod postfix;
+pub mod snmpd;
 
 use std::net::{TcpListener, UdpSocket};
 use std::path::PathBuf;
