@@ -16,6 +16,7 @@
 //! The client tools run with `-v2c -c public -On -Oe -t TIMEOUT -r RETRIES`, so
 //! output lines look like `.1.3.6.1.2.1.1.3.0 = Timeticks: (123) 0:00:01.23`.
 //! MIB loading is disabled (`-m ""`): use numeric OIDs.
+//! Communities: `public` (read-only) and `private` (read-write, used by `set`).
 
 #![allow(dead_code)]
 
@@ -168,6 +169,40 @@ impl Snmpd {
         Err(last_err.unwrap_or_else(|| anyhow::anyhow!("snmpd did not start")))
     }
 
+    /// Sets up dir, config paths and a free port WITHOUT starting snmpd, for
+    /// tests that start a subagent first; start it later with [`Snmpd::start_again`].
+    pub fn prepare(opts: SnmpdOptions) -> Result<Snmpd> {
+        find_program("snmpd")?;
+        find_program("snmpget")?;
+        let snmpd = Snmpd {
+            port: free_udp_port()?,
+            dir: tempfile::Builder::new()
+                .prefix("snmpd-test-")
+                .tempdir()
+                .context("creating snmpd temp dir")?,
+            opts,
+            child: None,
+            starts: 0,
+        };
+        fs::create_dir_all(snmpd.dir.path().join("persist"))?;
+        Ok(snmpd)
+    }
+
+    /// Polls `snmpget oid` until the value is a real value (not an error or a
+    /// noSuchObject/noSuchInstance exception) or `timeout` passes; returns the
+    /// last output either way, so callers can assert and print it.
+    pub fn wait_for_value(&self, oid: &str, timeout: Duration) -> Result<ToolOutput> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let out = self.tool_with("snmpget", &["-t", "0.5", "-r", "0"], &[oid])?;
+            let ok = out.success() && out.value_of(oid).is_some_and(|v| !v.starts_with("No Such"));
+            if ok || Instant::now() >= deadline {
+                return Ok(out);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// The temp dir holding config, socket and logs.
     pub fn dir(&self) -> &Path {
         self.dir.path()
@@ -213,7 +248,8 @@ impl Snmpd {
             "master agentx\n\
              agentXSocket unix:{sock}\n\
              agentXPerms 0660 0755\n\
-             rocommunity public 127.0.0.1\n",
+             rocommunity public 127.0.0.1\n\
+             rwcommunity private 127.0.0.1\n",
             sock = self.socket_path().display()
         );
         for line in &self.opts.extra_conf {
@@ -272,9 +308,8 @@ impl Snmpd {
         self.tool_with(program, &[], args)
     }
 
-    /// Like [`Snmpd::tool`] with extra options placed before the standard ones
-    /// (later options win in net-snmp, so these can't override the defaults;
-    /// use them for things like `-Cr5` or `-Cc`).
+    /// Like [`Snmpd::tool`] with extra options placed after the standard ones,
+    /// so they can override them (e.g. `-t 0.5 -r 0`) or add `-Cr5`, `-Cc`, ...
     pub fn tool_with(&self, program: &str, opts: &[&str], args: &[&str]) -> Result<ToolOutput> {
         let path = find_program(program)?;
         let timeout = format!("{}", self.opts.client_timeout_secs);
@@ -331,9 +366,11 @@ impl Snmpd {
         self.tool_with("snmptable", &["-Ci", "-Cf", ","], &[oid])
     }
 
-    /// `snmpset OID TYPE VALUE` (type as net-snmp spells it: i, u, s, x, ...).
+    /// `snmpset OID TYPE VALUE` (type as net-snmp spells it: i, u, s, x, ...),
+    /// with the read-write community `private` so the request reaches the
+    /// subagent instead of being refused by snmpd's access control.
     pub fn set(&self, oid: &str, ty: &str, value: &str) -> Result<ToolOutput> {
-        self.tool("snmpset", &[oid, ty, value])
+        self.tool_with("snmpset", &["-c", "private"], &[oid, ty, value])
     }
 
     /// Stops snmpd (SIGTERM, then SIGKILL after 3 s). The socket file may stay.
