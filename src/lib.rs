@@ -5,6 +5,7 @@
 
 pub mod agentx;
 pub mod config;
+pub mod daemon;
 pub mod dump;
 pub mod mib;
 pub mod publisher;
