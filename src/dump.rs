@@ -79,12 +79,14 @@ fn instance_label(name: &str, index: &[u32]) -> String {
     s
 }
 
+/// A table row for JSON: its index text and its columns.
+type Row = (String, Map<String, serde_json::Value>);
+
 /// Scalars as `key: value`, table columns grouped into rows under the
 /// table's key: `"queueTable": [{"index": "4", "queueMessages": 3, ...}]`.
 pub fn render_json(view: &MibView, nodes: &[MibNode]) -> serde_json::Value {
     let mut top = Map::new();
-    // table key -> (index text -> row)
-    let mut tables: Vec<(String, Vec<(String, Map<String, serde_json::Value>)>)> = Vec::new();
+    let mut tables: Vec<(String, Vec<Row>)> = Vec::new();
     for (oid, value) in view.entries() {
         let (name, index) = describe(nodes, oid);
         let v = value_json(value, syntax_of(nodes, &name));
