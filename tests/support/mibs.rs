@@ -91,3 +91,33 @@ fn fetch() -> PathBuf {
     );
     cache
 }
+
+/// Runs a net-snmp client tool against `address` with POSTFIX-MIB loaded
+/// (names, enums and DateAndTime rendered by net-snmp itself).
+pub fn tool_with_mib(program: &str, address: &str, args: &[&str]) -> std::process::Output {
+    require_program(program, "snmp");
+    let dirs = format!(
+        "{}:{}/mibs",
+        base_mib_dir().display(),
+        env!("CARGO_MANIFEST_DIR")
+    );
+    Command::new(program)
+        .args([
+            "-v2c",
+            "-c",
+            "public",
+            "-t",
+            "3",
+            "-r",
+            "1",
+            "-M",
+            &dirs,
+            "-m",
+            "POSTFIX-MIB",
+        ])
+        .arg(address)
+        .args(args)
+        .env("MIBS", "")
+        .output()
+        .unwrap_or_else(|e| panic!("run {program}: {e}"))
+}

@@ -1,6 +1,7 @@
 //! Test harnesses that start real programs (Postfix, snmpd, ...) privately.
 #![allow(dead_code)]
 
+pub mod agent;
 pub mod mibs;
 pub mod postfix;
 pub mod snmpd;
