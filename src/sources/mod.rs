@@ -1,1 +1,3 @@
 //! Collectors. Each reads one kind of Postfix data and knows nothing of SNMP.
+pub mod process;
+pub mod queue;
