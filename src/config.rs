@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use crate::mib::text::DEFAULT_ROOT;
 use crate::snmp::Oid;
+use crate::sources::queue::QueueMethodChoice;
 
 /// Where `run`, `dump` and `check-config` look without `-c`.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/postfix-agentx/postfix-agentx.toml";
@@ -126,20 +127,11 @@ impl Default for PostfixConfig {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum QueueMethodSetting {
-    /// Directory scan when the queue is readable, else showq.
-    Auto,
-    Showq,
-    Directory,
-}
-
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct QueueConfig {
     pub enabled: bool,
-    pub method: QueueMethodSetting,
+    pub method: QueueMethodChoice,
     /// Seconds between scans.
     pub interval_seconds: u64,
     /// A scan that takes longer is abandoned and reported as an error.
@@ -150,7 +142,7 @@ impl Default for QueueConfig {
     fn default() -> Self {
         QueueConfig {
             enabled: true,
-            method: QueueMethodSetting::Auto,
+            method: QueueMethodChoice::Auto,
             interval_seconds: 30,
             time_budget_seconds: 20,
         }

@@ -71,12 +71,26 @@ pub fn render_table(view: &MibView, nodes: &[MibNode]) -> String {
 }
 
 fn instance_label(name: &str, index: &[u32]) -> String {
-    let mut s = name.to_string();
-    for id in index {
-        s.push('.');
-        s.push_str(&id.to_string());
+    format!("{name}.{}", index_text(index))
+}
+
+/// An instance index as text: a length-prefixed printable string index is
+/// shown quoted (`"smtp"`), as net-snmp does; anything else as numbers.
+pub fn index_text(index: &[u32]) -> String {
+    if let Some((&len, rest)) = index.split_first() {
+        let printable = rest
+            .iter()
+            .all(|&c| (0x20..0x7f).contains(&c) && c != u32::from(b'"'));
+        if len as usize == rest.len() && !rest.is_empty() && printable {
+            let text: String = rest.iter().filter_map(|&c| char::from_u32(c)).collect();
+            return format!("\"{text}\"");
+        }
     }
-    s
+    index
+        .iter()
+        .map(u32::to_string)
+        .collect::<Vec<_>>()
+        .join(".")
 }
 
 /// A table row for JSON: its index text and its columns.
@@ -101,11 +115,7 @@ pub fn render_json(view: &MibView, nodes: &[MibNode]) -> serde_json::Value {
             .iter()
             .find(|n| n.oid == table_oid)
             .map_or_else(|| table_oid.to_string(), |n| json_key(&n.name));
-        let idx = index
-            .iter()
-            .map(u32::to_string)
-            .collect::<Vec<_>>()
-            .join(".");
+        let idx = index_text(&index).trim_matches('"').to_string();
         let rows = match tables.iter_mut().position(|(t, _)| *t == table) {
             Some(p) => &mut tables[p].1,
             None => {
@@ -146,6 +156,13 @@ mod tests {
         assert_eq!(json_key("postfixDelivered"), "delivered");
         assert_eq!(json_key("postfixLogWarning"), "logWarning");
         assert_eq!(json_key("postfixQueueTotal"), "queueTotal");
+    }
+
+    #[test]
+    fn string_indexes_are_quoted() {
+        assert_eq!(index_text(&[4, 115, 109, 116, 112]), "\"smtp\"");
+        assert_eq!(index_text(&[4]), "4");
+        assert_eq!(index_text(&[0]), "0");
     }
 
     #[test]

@@ -49,16 +49,7 @@ impl Publisher {
 
     /// Updates one source's health row, creating it with `detail` if new.
     pub fn health(&self, source: &str, detail: &str, change: impl FnOnce(&mut SourceHealth)) {
-        self.update(|s| {
-            let h = s
-                .health
-                .entry(source.to_string())
-                .or_insert_with(|| SourceHealth::new(detail));
-            if !detail.is_empty() {
-                h.detail = detail.to_string();
-            }
-            change(h);
-        });
+        self.update(|s| change(s.health_mut(source, detail)));
     }
 
     /// Rebuilds the view so that ages (oldest message) stay current.

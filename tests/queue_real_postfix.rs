@@ -112,7 +112,9 @@ fn filled_instance() -> Filled {
             "transport_maps = inline:{{ closed.invalid=smtp:[127.0.0.1]:{closed_port}, \
              silent.invalid=smtp:[127.0.0.1]:{silent_port} }}"
         ))
-        .main_cf("smtpd_sender_restrictions = check_sender_access inline:{ hold@test.invalid=HOLD }")
+        .main_cf(
+            "smtpd_sender_restrictions = check_sender_access inline:{ hold@test.invalid=HOLD }",
+        )
         // Deferred mail must stay put while we compare.
         .main_cf("queue_run_delay = 3600s")
         .main_cf("minimal_backoff_time = 3600s")
@@ -223,7 +225,10 @@ fn assert_matches_postqueue(status: &QueueStatus, expected: &Expected, exact_byt
         }
         let (n, bytes, oldest) = expected.get(&queue).copied().unwrap_or((0, 0, None));
         let r = row(status, queue);
-        assert_eq!(r.messages, n, "{queue:?} messages: {status:?} vs {expected:?}");
+        assert_eq!(
+            r.messages, n,
+            "{queue:?} messages: {status:?} vs {expected:?}"
+        );
         if exact_bytes {
             assert_eq!(r.bytes, bytes, "{queue:?} bytes");
             assert_eq!(secs(r.oldest_arrival), oldest, "{queue:?} oldest");
@@ -264,7 +269,11 @@ fn both_methods_match_postqueue_for_every_queue() {
     // As root, auto picks the directory method and says so.
     let auto = scanner(&pf.queue_dir, QueueMethodChoice::Auto);
     assert_eq!(auto.method(), QueueMethod::Directory);
-    assert!(auto.health().detail.contains("directory"), "{:?}", auto.health());
+    assert!(
+        auto.health().detail.contains("directory"),
+        "{:?}",
+        auto.health()
+    );
 
     // queue_directory from `postconf -c DIR -h queue_directory`.
     let via_postconf = QueueScanner::new(QueueScanConfig {
@@ -283,7 +292,12 @@ fn scan_as_nobody(queue_dir: &Path, method: &str) -> serde_json::Value {
     let out = Command::new("setpriv")
         .args(["--reuid=nobody", "--regid=nogroup", "--groups=postdrop"])
         .arg(&exe)
-        .args(["--ignored", "--exact", "scan_helper_prints_json", "--nocapture"])
+        .args([
+            "--ignored",
+            "--exact",
+            "scan_helper_prints_json",
+            "--nocapture",
+        ])
         .env("PFAGENTX_SCAN_QUEUE_DIR", queue_dir)
         .env("PFAGENTX_SCAN_METHOD", method)
         .output()
@@ -332,7 +346,10 @@ fn unprivileged_postdrop_member_gets_the_same_counts_via_showq() {
     // The directory method is refused by the file system, with a clear error.
     let dir = scan_as_nobody(&pf.queue_dir, "directory");
     assert!(
-        dir["error"].as_str().unwrap_or("").contains("Permission denied"),
+        dir["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("Permission denied"),
         "{dir}"
     );
 }
@@ -402,9 +419,15 @@ fn showq_messages_match_postqueue_one_by_one() {
     assert_eq!(n as usize, theirs.len());
     for m in theirs {
         let id = m["queue_id"].as_str().expect("queue_id");
-        let o = ours.get(id).unwrap_or_else(|| panic!("{id} missing from {ours:?}"));
+        let o = ours
+            .get(id)
+            .unwrap_or_else(|| panic!("{id} missing from {ours:?}"));
         assert_eq!(o.queue.name(), m["queue_name"].as_str().unwrap(), "{id}");
-        assert_eq!(o.arrival_time as u64, m["arrival_time"].as_u64().unwrap(), "{id}");
+        assert_eq!(
+            o.arrival_time as u64,
+            m["arrival_time"].as_u64().unwrap(),
+            "{id}"
+        );
         assert_eq!(o.size, m["message_size"].as_u64().unwrap(), "{id}");
         let rcpts = m["recipients"].as_array().map_or(0, |a| a.len()) as u64;
         assert_eq!(o.recipients, rcpts, "{id}: {m}");

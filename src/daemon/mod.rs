@@ -6,7 +6,7 @@
 
 use crate::agentx::session::{self, MasterAddress, SessionConfig, SessionState};
 use crate::config::Config;
-use crate::mib::{build_view, MibView};
+use crate::mib::MibView;
 use crate::publisher::Publisher;
 use crate::snapshot::{AgentInfo, Snapshot};
 use anyhow::{bail, Context, Result};
@@ -15,6 +15,8 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime};
 use tokio::sync::{mpsc, watch};
+
+mod queue;
 
 /// A flag collectors poll between units of work, set once on SIGTERM/SIGINT.
 #[derive(Clone, Default)]
@@ -143,16 +145,31 @@ async fn serve(cfg: SessionConfig, publisher: Arc<Publisher>, shutdown: Shutdown
 
 /// Starts one thread per enabled collector.
 fn spawn_collectors(
-    _config: &Config,
-    _publisher: &Arc<Publisher>,
-    _shutdown: &Shutdown,
+    config: &Config,
+    publisher: &Arc<Publisher>,
+    shutdown: &Shutdown,
 ) -> Result<Vec<JoinHandle<()>>> {
-    Ok(Vec::new())
+    let mut threads = Vec::new();
+    if config.queue.enabled {
+        let (c, p, s) = (config.clone(), Arc::clone(publisher), shutdown.clone());
+        threads.push(spawn_named("queue", move || queue::run(c, p, s))?);
+    }
+    Ok(threads)
+}
+
+fn spawn_named(name: &str, f: impl FnOnce() + Send + 'static) -> Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name(format!("collector-{name}"))
+        .spawn(f)
+        .with_context(|| format!("start the {name} collector thread"))
 }
 
 /// Collects every source once (for `dump`) and returns the view the agent would serve.
 pub fn collect_once(config: &Config) -> Result<MibView> {
     let root = config.oid_root()?;
-    let snapshot = Snapshot::new(agent_info());
-    Ok(build_view(&root, &snapshot, SystemTime::now()))
+    let publisher = Publisher::new(root, Snapshot::new(agent_info()));
+    if config.queue.enabled {
+        queue::collect_once(config, &publisher);
+    }
+    Ok(publisher.view().load().as_ref().clone())
 }

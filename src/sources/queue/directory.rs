@@ -298,7 +298,9 @@ impl<'a> Walker<'a> {
                         t => t,
                     };
                     match kind {
-                        libc::DT_REG if is_queue_id(entry.name) => self.count_file(dir, entry.name)?,
+                        libc::DT_REG if is_queue_id(entry.name) => {
+                            self.count_file(dir, entry.name)?
+                        }
                         libc::DT_DIR if entry.name.len() == 1 && depth < MAX_HASH_DEPTH => {
                             match subdirs.as_deref_mut() {
                                 Some(list) => list.push(entry.name.to_vec()),

@@ -23,7 +23,7 @@ use std::process::Command;
 use std::time::{Duration, Instant, SystemTime};
 
 /// The configured counting method.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum QueueMethodChoice {
     #[default]
@@ -211,7 +211,10 @@ impl QueueScanner {
             });
         }
         if ignored > 0 {
-            tracing::debug!(ignored, "queue directories hold entries that are not messages");
+            tracing::debug!(
+                ignored,
+                "queue directories hold entries that are not messages"
+            );
         }
         let status = QueueStatus {
             method: QueueMethod::Directory,
@@ -373,7 +376,10 @@ mod tests {
         }
         let rows = acc.rows();
         assert_eq!(rows.len(), 5);
-        let deferred = rows.iter().find(|r| r.queue == QueueName::Deferred).unwrap();
+        let deferred = rows
+            .iter()
+            .find(|r| r.queue == QueueName::Deferred)
+            .unwrap();
         assert_eq!(deferred.messages, 2);
         assert_eq!(deferred.bytes, 30);
         assert_eq!(
@@ -400,7 +406,11 @@ mod tests {
         let status = scanner.scan().unwrap();
         assert_eq!(status.rows.len(), 6);
         assert_eq!(status.total(), 1);
-        let corrupt = status.rows.iter().find(|r| r.queue == QueueName::Corrupt).unwrap();
+        let corrupt = status
+            .rows
+            .iter()
+            .find(|r| r.queue == QueueName::Corrupt)
+            .unwrap();
         assert_eq!(corrupt.messages, 1);
         assert!(scanner.health().detail.starts_with("directory "));
         assert!(scanner.health().last_success.is_some());
@@ -424,6 +434,9 @@ mod tests {
     fn missing_postconf_is_a_clear_error() {
         let err = postconf_value(Path::new("/nonexistent/postconf"), None, "queue_directory")
             .unwrap_err();
-        assert!(format!("{err:#}").contains("is Postfix installed"), "{err:#}");
+        assert!(
+            format!("{err:#}").contains("is Postfix installed"),
+            "{err:#}"
+        );
     }
 }
