@@ -977,7 +977,7 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn oid(s: &str) -> Oid {
@@ -1122,16 +1122,14 @@ mod tests {
             .collect()
     }
 
-    /// Re-encodes `bytes` (big endian) in little endian, field by field, by
-    /// decoding and writing with a little-endian writer.
-    fn to_little_endian(pdu: &Pdu) -> Vec<u8> {
+    /// Encodes `pdu` in little-endian byte order (flag clear, no prefix
+    /// compression) with a mirror of the big-endian writer; for tests only.
+    pub(crate) fn to_little_endian(pdu: &Pdu) -> Vec<u8> {
         let be = pdu
             .encode_with(EncodeOptions {
                 compress_oid_prefix: false,
             })
             .unwrap();
-        // Walk the known layout generically: swap every field using the
-        // decoded structure is complex, so build LE by a mirror writer.
         let mut le = LeWriter { buf: Vec::new() };
         le.pdu(pdu, be.len() - HEADER_LEN);
         assert_eq!(le.buf.len(), be.len());

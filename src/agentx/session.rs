@@ -638,9 +638,11 @@ pub fn get_value(view: &MibView, subtree: &Oid, oid: &Oid) -> Value {
         return v.clone();
     }
     // An object type exists when something lives under the OID's parent
-    // (a scalar's .0, a column's other rows): then it's just this instance missing.
+    // (a scalar's .0, a column's other rows) or under the OID itself (a
+    // scalar or column asked without instance): then only the instance is
+    // missing. The registration root itself is not an object type.
     let parent = Oid::new(&oid.as_slice()[..oid.len() - 1]);
-    if parent.len() > subtree.len() && view.has_subtree(&parent) {
+    if view.has_subtree(oid) || (parent.len() > subtree.len() && view.has_subtree(&parent)) {
         Value::NoSuchInstance
     } else {
         Value::NoSuchObject
@@ -700,4 +702,615 @@ pub fn get_bulk(view: &MibView, subtree: &Oid, bulk: &GetBulk) -> Vec<VarBind> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::agentx::codec::tests::to_little_endian;
+    use crate::agentx::codec::{flags, DEFAULT_MAX_PAYLOAD, HEADER_LEN};
+    use tokio::io::AsyncWriteExt;
+    use tokio::net::{UnixListener, UnixStream};
+    use tokio::task::JoinHandle;
+
+    const BASE: &str = "1.3.6.1.4.1.8072.9999.9999.25";
+    const WAIT: Duration = Duration::from_secs(5);
+
+    fn oid(s: &str) -> Oid {
+        Oid::parse(s).unwrap()
+    }
+
+    fn o(suffix: &str) -> Oid {
+        oid(&format!("{BASE}.{suffix}"))
+    }
+
+    fn view() -> MibView {
+        MibView::from_entries(vec![
+            (o("1.0"), Value::Counter64(1 << 40)),
+            (o("2.0"), Value::Gauge32(42)),
+            (o("5.1.1.1"), Value::Integer(1)),
+            (o("5.1.1.2"), Value::Integer(2)),
+            (o("5.1.2.1"), Value::string("a")),
+            (o("5.1.2.2"), Value::string("b")),
+            // Outside the registered subtree: must never be served.
+            (oid("1.3.6.1.4.1.8072.9999.9999.26.1.0"), Value::Integer(9)),
+        ])
+    }
+
+    fn range(start: Oid, include: bool, end: Option<Oid>) -> SearchRange {
+        SearchRange {
+            start,
+            include,
+            end: end.unwrap_or_default(),
+        }
+    }
+
+    #[test]
+    fn master_address_parsing() {
+        assert_eq!(
+            "unix:/var/agentx/master".parse(),
+            Ok(MasterAddress::Unix("/var/agentx/master".into()))
+        );
+        assert_eq!(
+            "/run/agentx.sock".parse(),
+            Ok(MasterAddress::Unix("/run/agentx.sock".into()))
+        );
+        assert_eq!(
+            "tcp:localhost:705".parse(),
+            Ok(MasterAddress::Tcp("localhost:705".into()))
+        );
+        assert_eq!(
+            "tcp:[::1]:705".parse(),
+            Ok(MasterAddress::Tcp("[::1]:705".into()))
+        );
+        for bad in [
+            "",
+            "unix:",
+            "tcp:host",
+            "tcp::705",
+            "tcp:h:99999",
+            "relative/path",
+        ] {
+            assert!(bad.parse::<MasterAddress>().is_err(), "{bad}");
+        }
+        assert_eq!(
+            MasterAddress::Tcp("h:1".into()).to_string(),
+            "tcp:h:1".to_string()
+        );
+    }
+
+    #[test]
+    fn get_exceptions_follow_the_parent_rule() {
+        let v = view();
+        let base = oid(BASE);
+        assert_eq!(get_value(&v, &base, &o("2.0")), Value::Gauge32(42));
+        assert_eq!(get_value(&v, &base, &o("2.1")), Value::NoSuchInstance);
+        assert_eq!(get_value(&v, &base, &o("2")), Value::NoSuchInstance);
+        assert_eq!(get_value(&v, &base, &o("5.1.2.3")), Value::NoSuchInstance);
+        assert_eq!(get_value(&v, &base, &o("5.1.3.1")), Value::NoSuchObject);
+        assert_eq!(get_value(&v, &base, &o("3.0")), Value::NoSuchObject);
+        assert_eq!(get_value(&v, &base, &o("3")), Value::NoSuchObject);
+        assert_eq!(get_value(&v, &base, &o("5.1")), Value::NoSuchInstance);
+        assert_eq!(get_value(&v, &base, &base), Value::NoSuchObject);
+        assert_eq!(
+            get_value(&v, &base, &oid("1.3.6.1.4.1.8072.9999.9999.26.1.0")),
+            Value::NoSuchObject
+        );
+        assert_eq!(get_value(&v, &base, &Oid::default()), Value::NoSuchObject);
+    }
+
+    #[test]
+    fn getnext_honours_include_end_and_subtree() {
+        let v = view();
+        let base = oid(BASE);
+        let next = |r: SearchRange| get_next(&v, &base, &r);
+        assert_eq!(next(range(o("2.0"), true, None)).name, o("2.0"));
+        assert_eq!(next(range(o("2.0"), false, None)).name, o("5.1.1.1"));
+        // Before the subtree: first object, regardless of include.
+        assert_eq!(next(range(oid("1.3"), false, None)).name, o("1.0"));
+        assert_eq!(next(range(Oid::default(), false, None)).name, o("1.0"));
+        // End bound is exclusive.
+        let vb = next(range(o("2.0"), false, Some(o("5.1.1.1"))));
+        assert_eq!((vb.name, vb.value), (o("2.0"), Value::EndOfMibView));
+        assert_eq!(
+            next(range(o("2.0"), false, Some(o("5.1.1.2")))).name,
+            o("5.1.1.1")
+        );
+        // Past our last object: the entry of the other subtree is not served.
+        let vb = next(range(o("5.1.2.2"), false, None));
+        assert_eq!((vb.name, vb.value), (o("5.1.2.2"), Value::EndOfMibView));
+    }
+
+    #[test]
+    fn getbulk_non_repeaters_and_repetitions() {
+        let v = view();
+        let base = oid(BASE);
+        let bulk = GetBulk {
+            non_repeaters: 1,
+            max_repetitions: 10,
+            ranges: vec![
+                range(o("1.0"), false, None),
+                range(o("5.1.1"), false, None),
+                range(o("5.1.2"), false, None),
+            ],
+        };
+        let got: Vec<(Oid, Value)> = get_bulk(&v, &base, &bulk)
+            .into_iter()
+            .map(|vb| (vb.name, vb.value))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (o("2.0"), Value::Gauge32(42)),
+                (o("5.1.1.1"), Value::Integer(1)),
+                (o("5.1.2.1"), Value::string("a")),
+                (o("5.1.1.2"), Value::Integer(2)),
+                (o("5.1.2.2"), Value::string("b")),
+                (o("5.1.2.1"), Value::string("a")),
+                (o("5.1.2.2"), Value::EndOfMibView),
+                (o("5.1.2.2"), Value::string("b")),
+                (o("5.1.2.2"), Value::EndOfMibView),
+                // The row where every repeater hit the end stops the repetition.
+                (o("5.1.2.2"), Value::EndOfMibView),
+                (o("5.1.2.2"), Value::EndOfMibView),
+            ]
+        );
+        // non_repeaters larger than the list, zero repetitions.
+        let bulk = GetBulk {
+            non_repeaters: 9,
+            max_repetitions: 0,
+            ranges: vec![range(o("1.0"), true, None)],
+        };
+        assert_eq!(get_bulk(&v, &base, &bulk).len(), 1);
+        let bulk = GetBulk {
+            non_repeaters: 0,
+            max_repetitions: 0,
+            ranges: vec![range(o("1.0"), true, None)],
+        };
+        assert!(get_bulk(&v, &base, &bulk).is_empty());
+    }
+
+    // ---- fake master over a unix socket ----
+
+    struct Harness {
+        _dir: tempfile::TempDir,
+        path: PathBuf,
+        listener: Option<UnixListener>,
+        shutdown: watch::Sender<bool>,
+        state: watch::Receiver<SessionState>,
+        notify: mpsc::Sender<Vec<VarBind>>,
+        task: JoinHandle<anyhow::Result<()>>,
+    }
+
+    fn start_agent(listen: bool, tweak: impl FnOnce(&mut SessionConfig)) -> Harness {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("master.sock");
+        let listener = listen.then(|| UnixListener::bind(&path).unwrap());
+        let mut cfg = SessionConfig::new(MasterAddress::Unix(path.clone()), oid(BASE));
+        cfg.backoff_initial = Duration::from_millis(20);
+        cfg.backoff_max = Duration::from_millis(200);
+        cfg.ping_interval = Duration::from_secs(60);
+        tweak(&mut cfg);
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let (state_tx, state) = watch::channel(SessionState::Connecting);
+        let (notify, notify_rx) = mpsc::channel(4);
+        let task = tokio::spawn(run(
+            cfg,
+            ViewHandle::new(view()),
+            notify_rx,
+            state_tx,
+            shutdown_rx,
+        ));
+        Harness {
+            _dir: dir,
+            path,
+            listener,
+            shutdown,
+            state,
+            notify,
+            task,
+        }
+    }
+
+    impl Harness {
+        async fn accept(&self) -> UnixStream {
+            let l = self.listener.as_ref().unwrap();
+            timeout(WAIT, l.accept())
+                .await
+                .expect("no connect")
+                .unwrap()
+                .0
+        }
+
+        /// Accepts, answers Open (with `session_id`) and Register (with `reg_error`).
+        async fn handshake(
+            &self,
+            session_id: u32,
+            reg_error: ErrorStatus,
+        ) -> (UnixStream, Register) {
+            let mut s = self.accept().await;
+            let open = read_pdu(&mut s).await;
+            let Payload::Open(ref o) = open.payload else {
+                panic!("expected Open, got {open:?}")
+            };
+            assert_eq!(o.descr, b"postfix-agentx");
+            assert_eq!(o.timeout, 5);
+            let mut resp = ok_response(&open.header);
+            resp.header.session_id = session_id;
+            send(&mut s, &resp).await;
+            let reg = read_pdu(&mut s).await;
+            assert_eq!(reg.header.session_id, session_id);
+            let Payload::Register(r) = reg.payload.clone() else {
+                panic!("expected Register, got {reg:?}")
+            };
+            let mut resp = ok_response(&reg.header);
+            if let Payload::Response(ref mut rr) = resp.payload {
+                rr.error = reg_error;
+            }
+            send(&mut s, &resp).await;
+            (s, r)
+        }
+
+        async fn wait_state(&mut self, want: impl Fn(&SessionState) -> bool) -> SessionState {
+            let r = timeout(WAIT, self.state.wait_for(|s| want(s))).await;
+            r.expect("state not reached").unwrap().clone()
+        }
+    }
+
+    fn ok_response(h: &Header) -> Pdu {
+        Pdu::response_to(
+            h,
+            Response {
+                sys_uptime: 0,
+                error: ErrorStatus::NoError,
+                index: 0,
+                varbinds: vec![],
+            },
+        )
+    }
+
+    async fn read_pdu(s: &mut UnixStream) -> Pdu {
+        let (h, p) = timeout(WAIT, codec::read_frame(s, DEFAULT_MAX_PAYLOAD))
+            .await
+            .expect("timed out waiting for a PDU")
+            .unwrap()
+            .expect("EOF instead of a PDU");
+        assert_ne!(
+            h.flags & flags::NETWORK_BYTE_ORDER,
+            0,
+            "we always send network byte order"
+        );
+        Pdu::decode_payload(h, &p).unwrap()
+    }
+
+    async fn send(s: &mut UnixStream, pdu: &Pdu) {
+        s.write_all(&pdu.encode().unwrap()).await.unwrap();
+    }
+
+    /// Writes one byte per write call, yielding in between.
+    async fn send_trickle(s: &mut UnixStream, bytes: &[u8]) {
+        for b in bytes {
+            s.write_all(&[*b]).await.unwrap();
+            s.flush().await.unwrap();
+            tokio::task::yield_now().await;
+        }
+    }
+
+    fn response_of(pdu: Pdu) -> (Header, Response) {
+        match pdu.payload {
+            Payload::Response(r) => (pdu.header, r),
+            other => panic!("expected Response, got {other:?}"),
+        }
+    }
+
+    fn request(payload: Payload, session_id: u32, packet_id: u32) -> Pdu {
+        Pdu::new(payload, session_id, 100 + packet_id, packet_id)
+    }
+
+    #[tokio::test]
+    async fn serves_requests_in_both_byte_orders_across_partial_reads() {
+        let mut h = start_agent(true, |_| {});
+        let (mut s, reg) = h.handshake(42, ErrorStatus::NoError).await;
+        assert_eq!(reg.priority, 127);
+        assert_eq!(reg.subtree, oid(BASE));
+        assert_eq!(reg.range_subid, 0);
+        assert_eq!(
+            h.wait_state(|s| matches!(s, SessionState::Connected { .. }))
+                .await,
+            SessionState::Connected { session_id: 42 }
+        );
+
+        // GetNext, big endian, one byte at a time.
+        let getnext = request(
+            Payload::GetNext(vec![
+                range(o("1.0"), false, None),
+                range(o("1.0"), true, None),
+                range(o("5.1.2.2"), false, None),
+            ]),
+            42,
+            1,
+        );
+        send_trickle(&mut s, &getnext.encode().unwrap()).await;
+        let (rh, r) = response_of(read_pdu(&mut s).await);
+        assert_eq!(
+            (rh.packet_id, rh.transaction_id, rh.session_id),
+            (1, 101, 42)
+        );
+        assert_eq!(r.error, ErrorStatus::NoError);
+        assert_eq!(r.sys_uptime, 0);
+        let got: Vec<_> = r
+            .varbinds
+            .iter()
+            .map(|v| (v.name.clone(), v.value.clone()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (o("2.0"), Value::Gauge32(42)),
+                (o("1.0"), Value::Counter64(1 << 40)),
+                (o("5.1.2.2"), Value::EndOfMibView),
+            ]
+        );
+
+        // Get, little endian, trickled too.
+        let get = request(
+            Payload::Get(vec![
+                range(o("2.0"), false, None),
+                range(o("2.7"), false, None),
+                range(o("7.0"), false, None),
+                range(oid("1.3.6.1.4.1.8072.9999.9999.26.1.0"), false, None),
+            ]),
+            42,
+            2,
+        );
+        send_trickle(&mut s, &to_little_endian(&get)).await;
+        let (rh, r) = response_of(read_pdu(&mut s).await);
+        assert_eq!(rh.packet_id, 2);
+        let values: Vec<_> = r.varbinds.iter().map(|v| v.value.clone()).collect();
+        assert_eq!(
+            values,
+            vec![
+                Value::Gauge32(42),
+                Value::NoSuchInstance,
+                Value::NoSuchObject,
+                Value::NoSuchObject
+            ]
+        );
+        assert_eq!(r.varbinds[1].name, o("2.7"));
+
+        // A malformed PDU (bad OID length) between good ones: parseError, same ids.
+        let mut bad = request(Payload::Get(vec![range(o("2.0"), false, None)]), 42, 3)
+            .encode()
+            .unwrap();
+        bad[HEADER_LEN] = 200; // n_subid beyond the payload and the 128 limit
+        s.write_all(&bad).await.unwrap();
+        let (rh, r) = response_of(read_pdu(&mut s).await);
+        assert_eq!((rh.packet_id, r.error), (3, ErrorStatus::ParseError));
+
+        // An unknown PDU type: parseError too, framing kept.
+        let mut unknown = request(Payload::Ping, 42, 4).encode().unwrap();
+        unknown[1] = 99;
+        s.write_all(&unknown).await.unwrap();
+        let (rh, r) = response_of(read_pdu(&mut s).await);
+        assert_eq!((rh.packet_id, r.error), (4, ErrorStatus::ParseError));
+
+        // GetBulk little endian.
+        let bulk = request(
+            Payload::GetBulk(GetBulk {
+                non_repeaters: 0,
+                max_repetitions: 3,
+                ranges: vec![range(o("5.1.1"), false, None)],
+            }),
+            42,
+            5,
+        );
+        s.write_all(&to_little_endian(&bulk)).await.unwrap();
+        let (_, r) = response_of(read_pdu(&mut s).await);
+        let names: Vec<_> = r.varbinds.iter().map(|v| v.name.clone()).collect();
+        assert_eq!(names, vec![o("5.1.1.1"), o("5.1.1.2"), o("5.1.2.1")]);
+
+        // TestSet -> notWritable at index 1; CleanupSet gets no response.
+        let set = request(
+            Payload::TestSet(vec![VarBind {
+                name: o("2.0"),
+                value: Value::Gauge32(1),
+            }]),
+            42,
+            6,
+        );
+        send(&mut s, &set).await;
+        let (rh, r) = response_of(read_pdu(&mut s).await);
+        assert_eq!(
+            (rh.packet_id, r.error, r.index),
+            (6, ErrorStatus::NotWritable, 1)
+        );
+        send(&mut s, &request(Payload::CleanupSet, 42, 7)).await;
+        // A Ping from the master: the next thing we read must be its response.
+        send(&mut s, &request(Payload::Ping, 42, 8)).await;
+        let (rh, r) = response_of(read_pdu(&mut s).await);
+        assert_eq!((rh.packet_id, r.error), (8, ErrorStatus::NoError));
+
+        // Wrong session id -> notOpen.
+        send(
+            &mut s,
+            &request(Payload::Get(vec![range(o("2.0"), false, None)]), 7, 9),
+        )
+        .await;
+        let (rh, r) = response_of(read_pdu(&mut s).await);
+        assert_eq!((rh.packet_id, r.error), (9, ErrorStatus::NotOpen));
+
+        // Shutdown sends Close(shutdown) and returns.
+        h.shutdown.send(true).unwrap();
+        let close = read_pdu(&mut s).await;
+        assert_eq!(close.payload, Payload::Close(CloseReason::Shutdown));
+        assert_eq!(close.header.session_id, 42);
+        timeout(WAIT, h.task).await.unwrap().unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn reconnects_and_reregisters_after_eof_and_close() {
+        let mut h = start_agent(true, |_| {});
+        let (s, _) = h.handshake(1, ErrorStatus::NoError).await;
+        h.wait_state(|s| *s == SessionState::Connected { session_id: 1 })
+            .await;
+        drop(s); // plain EOF, like a crashed snmpd
+        let st = h
+            .wait_state(|s| matches!(s, SessionState::Disconnected { .. }))
+            .await;
+        assert!(format!("{st:?}").contains("EOF"), "{st:?}");
+        let (mut s, reg) = h.handshake(2, ErrorStatus::NoError).await;
+        assert_eq!(reg.subtree, oid(BASE));
+        h.wait_state(|s| *s == SessionState::Connected { session_id: 2 })
+            .await;
+        // Close from the master.
+        send(
+            &mut s,
+            &request(Payload::Close(CloseReason::Shutdown), 2, 1),
+        )
+        .await;
+        let st = h
+            .wait_state(|s| matches!(s, SessionState::Disconnected { .. }))
+            .await;
+        assert!(format!("{st:?}").contains("Close"), "{st:?}");
+        let (_s, _) = h.handshake(3, ErrorStatus::NoError).await;
+        h.wait_state(|s| *s == SessionState::Connected { session_id: 3 })
+            .await;
+        h.shutdown.send(true).unwrap();
+        timeout(WAIT, h.task).await.unwrap().unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn duplicate_registration_closes_and_retries() {
+        let mut h = start_agent(true, |_| {});
+        let (mut s, _) = h.handshake(1, ErrorStatus::DuplicateRegistration).await;
+        let close = read_pdu(&mut s).await;
+        assert_eq!(close.payload, Payload::Close(CloseReason::Other));
+        let st = h
+            .wait_state(|s| matches!(s, SessionState::Disconnected { .. }))
+            .await;
+        assert!(
+            format!("{st:?}").contains("DuplicateRegistration"),
+            "{st:?}"
+        );
+        let (_s, _) = h.handshake(2, ErrorStatus::NoError).await;
+        h.wait_state(|s| *s == SessionState::Connected { session_id: 2 })
+            .await;
+        h.shutdown.send(true).unwrap();
+        timeout(WAIT, h.task).await.unwrap().unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn shutdown_during_backoff_returns_promptly() {
+        // No listener: connects fail (ENOENT), and the back-off is long.
+        let mut h = start_agent(false, |c| {
+            c.backoff_initial = Duration::from_secs(30);
+            c.backoff_max = Duration::from_secs(60);
+        });
+        let st = h
+            .wait_state(|s| matches!(s, SessionState::Disconnected { .. }))
+            .await;
+        assert!(format!("{st:?}").contains("master.sock"), "{st:?}");
+        // A notification while disconnected is dropped, not queued forever.
+        h.notify.send(vec![]).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let t = std::time::Instant::now();
+        h.shutdown.send(true).unwrap();
+        timeout(Duration::from_secs(1), h.task)
+            .await
+            .expect("run did not return within 1 s")
+            .unwrap()
+            .unwrap();
+        assert!(t.elapsed() < Duration::from_secs(1));
+        // Stale socket file (ECONNREFUSED) behaves the same.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("stale.sock");
+        drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
+        assert!(path.exists());
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let (state_tx, mut state) = watch::channel(SessionState::Connecting);
+        let (_n, notify_rx) = mpsc::channel(1);
+        let mut cfg = SessionConfig::new(MasterAddress::Unix(path), oid(BASE));
+        cfg.backoff_initial = Duration::from_secs(30);
+        let task = tokio::spawn(run(
+            cfg,
+            ViewHandle::default(),
+            notify_rx,
+            state_tx,
+            shutdown_rx,
+        ));
+        let st = timeout(
+            WAIT,
+            state.wait_for(|s| matches!(s, SessionState::Disconnected { .. })),
+        )
+        .await
+        .unwrap()
+        .unwrap()
+        .clone();
+        assert!(
+            format!("{st:?}").to_lowercase().contains("refused"),
+            "{st:?}"
+        );
+        shutdown.send(true).unwrap();
+        timeout(Duration::from_secs(1), task)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        drop(h.path);
+    }
+
+    #[tokio::test]
+    async fn notifications_are_sent_as_notify() {
+        let mut h = start_agent(true, |_| {});
+        let (mut s, _) = h.handshake(5, ErrorStatus::NoError).await;
+        h.wait_state(|s| matches!(s, SessionState::Connected { .. }))
+            .await;
+        let vbs = vec![
+            VarBind {
+                name: oid("1.3.6.1.6.3.1.1.4.1.0"),
+                value: Value::ObjectIdentifier(o("0.1")),
+            },
+            VarBind {
+                name: o("2.0"),
+                value: Value::Gauge32(99),
+            },
+        ];
+        h.notify.send(vbs.clone()).await.unwrap();
+        let n = read_pdu(&mut s).await;
+        assert_eq!(n.payload, Payload::Notify(vbs));
+        assert_eq!(n.header.session_id, 5);
+        send(&mut s, &ok_response(&n.header)).await;
+        h.shutdown.send(true).unwrap();
+        timeout(WAIT, h.task).await.unwrap().unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn unanswered_ping_and_oversized_frame_drop_the_connection() {
+        let mut h = start_agent(true, |c| c.ping_interval = Duration::from_millis(100));
+        let (mut s, _) = h.handshake(1, ErrorStatus::NoError).await;
+        // Answer the first Ping, ignore the second.
+        let p = read_pdu(&mut s).await;
+        assert_eq!(p.payload, Payload::Ping);
+        send(&mut s, &ok_response(&p.header)).await;
+        let p2 = read_pdu(&mut s).await;
+        assert_eq!(p2.payload, Payload::Ping);
+        let st = h
+            .wait_state(|s| matches!(s, SessionState::Disconnected { .. }))
+            .await;
+        assert!(format!("{st:?}").contains("Ping"), "{st:?}");
+        // Reconnects; then a frame over the payload cap loses framing.
+        let (mut s, _) = h.handshake(2, ErrorStatus::NoError).await;
+        h.wait_state(|s| *s == SessionState::Connected { session_id: 2 })
+            .await;
+        let mut huge = request(Payload::Ping, 2, 1).encode().unwrap();
+        huge[16..20].copy_from_slice(&(DEFAULT_MAX_PAYLOAD + 4).to_be_bytes());
+        s.write_all(&huge).await.unwrap();
+        let st = h
+            .wait_state(|s| matches!(s, SessionState::Disconnected { .. }))
+            .await;
+        assert!(format!("{st:?}").contains("exceeds the limit"), "{st:?}");
+        let (_s, _) = h.handshake(3, ErrorStatus::NoError).await;
+        h.shutdown.send(true).unwrap();
+        timeout(WAIT, h.task).await.unwrap().unwrap().unwrap();
+    }
 }
