@@ -1,0 +1,60 @@
+//! Test harnesses that start real programs (Postfix, snmpd, ...) privately.
+#![allow(dead_code)]
+
+pub mod postfix;
+
+use std::net::{TcpListener, UdpSocket};
+use std::path::PathBuf;
+
+/// Finds `program` on PATH or in the sbin directories, or panics with the
+/// Debian package that provides it: a test that needs a real program never
+/// silently passes without it.
+pub fn require_program(program: &str, package: &str) -> PathBuf {
+    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect())
+        .unwrap_or_default();
+    for extra in ["/usr/sbin", "/sbin", "/usr/bin", "/usr/lib/postfix/sbin"] {
+        dirs.push(PathBuf::from(extra));
+    }
+    for dir in dirs {
+        let candidate = dir.join(program);
+        if candidate.is_file() {
+            return candidate;
+        }
+    }
+    panic!(
+        "this test needs `{program}`, which is not installed: \
+         run `apt-get install -y {package}` (or `bash .ci/run`, which installs every test dependency)"
+    );
+}
+
+/// A TCP port on 127.0.0.1 that was free a moment ago.
+pub fn free_tcp_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral TCP port");
+    l.local_addr().expect("local addr").port()
+}
+
+/// A UDP port on 127.0.0.1 that was free a moment ago.
+pub fn free_udp_port() -> u16 {
+    let s = UdpSocket::bind("127.0.0.1:0").expect("bind an ephemeral UDP port");
+    s.local_addr().expect("local addr").port()
+}
+
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Polls `cond` until it is true or `timeout` passes.
+pub fn wait_until(timeout: std::time::Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let end = std::time::Instant::now() + timeout;
+    loop {
+        if cond() {
+            return true;
+        }
+        if std::time::Instant::now() >= end {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
