@@ -12,8 +12,8 @@
 //!   new QID is counted in `generated` once).
 //! * `CONTENT`: cleanup logged `QID: message-id=`: the message data reached
 //!   cleanup (not just an envelope).
-//! * `HOLD_PENDING` / `DISCARD_PENDING`: a hold/discard action was logged for
-//!   the message but not yet known to apply to queued content.
+//! * `HOLD_PENDING`: a hold action was logged for the message but it is not
+//!   yet known that content followed. `DISCARDED`: the discard was counted.
 //!
 //! Counting rules:
 //!
@@ -31,8 +31,12 @@
 //!   postsuper `QID: placed on hold` commits at once; `released from hold`
 //!   allows a later hold to count again. A message is held once per stay in
 //!   the hold queue, however many recipients triggered the action.
-//! * discarded: the same with `discard:`/`milter-discard:`; once per message.
-//!   A discarded message never reaches qmgr, so it is never received.
+//! * discarded: counted at the `discard:`/`milter-discard:` line itself
+//!   (Postfix 3.7 logs nothing more for the message: no `message-id=`, no
+//!   qmgr line), once per QID; a `NOQUEUE: discard:` once per smtpd
+//!   transaction (the mark moves to the QID at `client=`, so the next
+//!   recipient's `QID: discard:` is not counted again). A discarded message
+//!   never reaches qmgr, so it is never received.
 //! * generated: once per NEWID of bounce notices and local(8) forwards.
 //! * qmgr/postsuper `QID: removed` forgets the QID.
 //!
@@ -266,7 +270,10 @@ impl LogAccumulator {
                     }
                 }
                 let flags = self.qids.entry(key);
-                *flags |= u16::from(ORIGIN_CLIENT | pending);
+                *flags |= u16::from(ORIGIN_CLIENT | (pending & HOLD_PENDING));
+                if pending & DISCARD_PENDING != 0 {
+                    *flags |= DISCARDED;
+                }
                 self.settle(key);
             }
             Action::MessageId => {
@@ -274,35 +281,45 @@ impl LogAccumulator {
                 *self.qids.entry(key) |= u16::from(CONTENT);
                 self.settle(key);
             }
-            Action::Hold | Action::Discard => {
-                let bit = if action == Action::Hold {
-                    HOLD_PENDING
-                } else {
-                    DISCARD_PENDING
-                };
-                match key {
-                    Some(key) => {
-                        *self.qids.entry(key) |= u16::from(bit);
-                        self.settle(key);
-                    }
-                    None => {
-                        // smtpd NOQUEUE: wait for this session's client= line.
-                        if let Some(pid) = tag.pid.filter(|_| tag.program == b"smtpd") {
-                            if self.pending_sessions.len() >= MAX_PENDING_SESSIONS {
-                                self.pending_sessions.clear();
-                            }
-                            *self.pending_sessions.entry(pid).or_insert(0) |= bit;
-                        } else if action == Action::Hold {
-                            // No queue file will ever be tied to it (cleanup
-                            // and postscreen always log a queue id or none
-                            // exists); count the action as it stands.
-                            self.counters.held += 1;
-                        } else {
-                            self.counters.discarded += 1;
-                        }
+            Action::Hold => match key {
+                Some(key) => {
+                    *self.qids.entry(key) |= u16::from(HOLD_PENDING);
+                    self.settle(key);
+                }
+                None => {
+                    // smtpd NOQUEUE: wait for this session's client= line.
+                    if let Some(pid) = tag.pid.filter(|_| tag.program == b"smtpd") {
+                        self.pend_session(pid, HOLD_PENDING);
                     }
                 }
-            }
+            },
+            Action::Discard => match key {
+                Some(key) => {
+                    let flags = self.qids.entry(key);
+                    if *flags & DISCARDED == 0 {
+                        *flags |= DISCARDED;
+                        self.counters.discarded += 1;
+                    }
+                }
+                None => {
+                    // Neither smtpd nor cleanup logs anything for the
+                    // message after a discard, so count it now, once per
+                    // SMTP transaction (the QID inherits the mark).
+                    match tag.pid.filter(|_| tag.program == b"smtpd") {
+                        Some(pid) => {
+                            let already = self
+                                .pending_sessions
+                                .get(&pid)
+                                .is_some_and(|p| p & DISCARD_PENDING != 0);
+                            if !already {
+                                self.pend_session(pid, DISCARD_PENDING);
+                                self.counters.discarded += 1;
+                            }
+                        }
+                        None => self.counters.discarded += 1,
+                    }
+                }
+            },
             Action::PlacedOnHold => {
                 let Some(key) = key else { return };
                 let flags = self.qids.entry(key);
@@ -388,6 +405,13 @@ impl LogAccumulator {
         }
     }
 
+    fn pend_session(&mut self, pid: u32, bit: u8) {
+        if self.pending_sessions.len() >= MAX_PENDING_SESSIONS {
+            self.pending_sessions.clear();
+        }
+        *self.pending_sessions.entry(pid).or_insert(0) |= bit;
+    }
+
     fn count_generated(&mut self, new_qid: &[u8]) {
         let Some(key) = QidKey::new(new_qid) else {
             return;
@@ -405,12 +429,9 @@ impl LogAccumulator {
         if *flags & u16::from(CONTENT) == 0 {
             return;
         }
-        if *flags & u16::from(DISCARD_PENDING) != 0 {
-            *flags &= !u16::from(DISCARD_PENDING | HOLD_PENDING);
-            if *flags & DISCARDED == 0 {
-                *flags |= DISCARDED;
-                self.counters.discarded += 1;
-            }
+        if *flags & DISCARDED != 0 {
+            // A discarded message never reaches the hold queue.
+            *flags &= !u16::from(HOLD_PENDING);
             return;
         }
         if *flags & u16::from(HOLD_PENDING) != 0 {
