@@ -1,1 +1,2 @@
 //! Collectors. Each reads one kind of Postfix data and knows nothing of SNMP.
+pub mod log;
