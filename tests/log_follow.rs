@@ -802,3 +802,245 @@ fn inode_reuse_with_other_content_is_not_resumed() {
     assert_each_once(&c, 5);
     let _ = File::open(&log).unwrap();
 }
+
+/// The journal source, against real journal files written by
+/// systemd-journal-remote and read by the real journalctl.
+mod journal {
+    use postfix_agentx::sources::log::follow::StartFrom;
+    use postfix_agentx::sources::log::journal::{
+        JournalConfig, JournalEvent, JournalFollower, JournalSource,
+    };
+    use std::io::Write;
+    use std::path::{Path, PathBuf};
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    fn journal_remote() -> PathBuf {
+        for p in [
+            "/lib/systemd/systemd-journal-remote",
+            "/usr/lib/systemd/systemd-journal-remote",
+        ] {
+            if Path::new(p).exists() {
+                return PathBuf::from(p);
+            }
+        }
+        panic!(
+            "systemd-journal-remote is not installed: apt-get install -y systemd-journal-remote"
+        );
+    }
+
+    fn check_journalctl() {
+        let ok = Command::new("journalctl")
+            .arg("--version")
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false);
+        assert!(
+            ok,
+            "journalctl is not installed: apt-get install -y systemd"
+        );
+    }
+
+    /// Export-format entries: postfix ones numbered `n=N`, plus an sshd one
+    /// (same facility) that the identifier filter must drop.
+    fn export_entries(range: std::ops::Range<u64>) -> Vec<u8> {
+        let mut out = Vec::new();
+        for n in range {
+            let ts = 1_764_424_800_000_000u64 + n * 1_000_000;
+            out.extend_from_slice(
+                format!(
+                    "__REALTIME_TIMESTAMP={ts}\n_HOSTNAME=mx1\nSYSLOG_FACILITY=2\nSYSLOG_IDENTIFIER=postfix/smtpd\n_PID={}\nMESSAGE=n={n} connect from client{n}[192.0.2.1]\n\n",
+                    1000 + n
+                )
+                .as_bytes(),
+            );
+            out.extend_from_slice(
+                format!("__REALTIME_TIMESTAMP={ts}\n_HOSTNAME=mx1\nSYSLOG_FACILITY=2\nSYSLOG_IDENTIFIER=sshd\n_PID=7\nMESSAGE=not postfix {n}\n\n").as_bytes(),
+            );
+            // Another facility: dropped by the journalctl match.
+            out.extend_from_slice(
+                format!("__REALTIME_TIMESTAMP={ts}\n_HOSTNAME=mx1\nSYSLOG_FACILITY=3\nSYSLOG_IDENTIFIER=postfix/fake\nMESSAGE=other facility {n}\n\n").as_bytes(),
+            );
+        }
+        out
+    }
+
+    /// Appends entries to the journal file (systemd-journal-remote appends to an existing file).
+    fn write_journal(file: &Path, range: std::ops::Range<u64>) {
+        let mut child = Command::new(journal_remote())
+            .arg(format!("--output={}", file.display()))
+            .arg("-")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start systemd-journal-remote");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(&export_entries(range))
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "systemd-journal-remote: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn config(file: &Path, follow: bool) -> JournalConfig {
+        let mut c = JournalConfig::new(JournalSource::Files(vec![file.to_path_buf()]));
+        c.follow = follow;
+        c.restart_delay = Duration::from_millis(200);
+        c
+    }
+
+    struct Run {
+        lines: Vec<Vec<u8>>,
+        events: Vec<JournalEvent>,
+        finished: bool,
+    }
+
+    fn run(f: &mut JournalFollower, timeout: Duration, want_lines: usize) -> Run {
+        let mut r = Run {
+            lines: Vec::new(),
+            events: Vec::new(),
+            finished: false,
+        };
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            let out = f.poll(&mut r.lines).unwrap();
+            r.events.extend(out.events);
+            if out.finished {
+                r.finished = true;
+                break;
+            }
+            if want_lines > 0 && r.lines.len() >= want_lines {
+                break;
+            }
+            if !out.more {
+                f.wait(Duration::from_millis(100)).unwrap();
+            }
+        }
+        r
+    }
+
+    fn numbers(lines: &[Vec<u8>]) -> Vec<u64> {
+        lines
+            .iter()
+            .filter_map(|l| {
+                let s = String::from_utf8_lossy(l);
+                let rest = s.split_once(": n=")?.1;
+                rest.split(' ').next()?.parse().ok()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn reads_journal_file_and_resumes_from_cursor() {
+        check_journalctl();
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("test.journal");
+        write_journal(&file, 0..5);
+
+        let mut f = JournalFollower::new(config(&file, false), None, StartFrom::Beginning);
+        let r = run(&mut f, Duration::from_secs(5), 0);
+        assert!(r.finished, "journalctl did not finish: {:?}", r.events);
+        assert_eq!(numbers(&r.lines), [0, 1, 2, 3, 4]);
+        let first = String::from_utf8_lossy(&r.lines[0]).into_owned();
+        assert!(
+            first.contains(" mx1 postfix/smtpd[1000]: n=0 connect from client0[192.0.2.1]"),
+            "{first}"
+        );
+        assert_eq!(
+            r.lines.len(),
+            5,
+            "sshd and other-facility entries must be dropped"
+        );
+        let cursor = f.cursor().expect("cursor after reading").to_string();
+        drop(f);
+
+        write_journal(&file, 5..8);
+        let mut f = JournalFollower::new(config(&file, false), Some(cursor), StartFrom::Beginning);
+        let r = run(&mut f, Duration::from_secs(5), 0);
+        assert!(r.finished);
+        assert_eq!(
+            numbers(&r.lines),
+            [5, 6, 7],
+            "resumed after the cursor, nothing twice"
+        );
+    }
+
+    #[test]
+    fn follows_new_entries_live() {
+        check_journalctl();
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("live.journal");
+        write_journal(&file, 0..3);
+        // From the end: the 3 existing entries are skipped.
+        let mut f = JournalFollower::new(config(&file, true), None, StartFrom::End);
+        let r0 = run(&mut f, Duration::from_millis(700), 0);
+        assert!(r0.lines.is_empty(), "{:?}", r0.lines);
+        assert!(
+            f.cursor().is_some(),
+            "End start must take the newest cursor"
+        );
+        write_journal(&file, 3..6);
+        let r1 = run(&mut f, Duration::from_secs(5), 3);
+        assert_eq!(numbers(&r1.lines), [3, 4, 5]);
+        // journalctl restarted (e.g. killed): resumes from the cursor.
+        let cursor = f.cursor().unwrap().to_string();
+        drop(f);
+        write_journal(&file, 6..8);
+        let mut f = JournalFollower::new(config(&file, true), Some(cursor), StartFrom::End);
+        let r2 = run(&mut f, Duration::from_secs(5), 2);
+        assert_eq!(numbers(&r2.lines), [6, 7]);
+        let r3 = run(&mut f, Duration::from_millis(500), 0);
+        assert!(r3.lines.is_empty(), "nothing twice: {:?}", r3.lines);
+    }
+
+    #[test]
+    fn malformed_cursor_is_dropped_and_reading_starts_at_end() {
+        check_journalctl();
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.journal");
+        write_journal(&file, 0..2);
+        let mut f = JournalFollower::new(
+            config(&file, true),
+            Some("garbage".into()),
+            StartFrom::Beginning,
+        );
+        let r = run(&mut f, Duration::from_secs(2), 0);
+        assert!(
+            r.events
+                .iter()
+                .any(|e| matches!(e, JournalEvent::CursorDropped { .. })),
+            "{:?}",
+            r.events
+        );
+        assert!(
+            r.lines.is_empty(),
+            "old entries must not be counted: {:?}",
+            r.lines
+        );
+        write_journal(&file, 2..3);
+        let r = run(&mut f, Duration::from_secs(5), 1);
+        assert_eq!(numbers(&r.lines), [2]);
+    }
+
+    #[test]
+    fn missing_journalctl_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = config(&dir.path().join("x.journal"), false);
+        c.journalctl = dir.path().join("no-such-journalctl");
+        let mut f = JournalFollower::new(c, None, StartFrom::Beginning);
+        let out = f.poll(&mut Vec::<Vec<u8>>::new()).unwrap();
+        let msg = f.last_error().unwrap_or_default().to_string();
+        assert!(
+            msg.contains("cannot run") && msg.contains("No such file"),
+            "{msg} {:?}",
+            out.events
+        );
+    }
+}
