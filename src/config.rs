@@ -66,10 +66,21 @@ pub enum StartAt {
     Beginning,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogSource {
+    /// Log files if one is found, else the systemd journal.
+    Auto,
+    File,
+    Journal,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogConfig {
     pub enabled: bool,
+    /// Where Postfix logs: files (`path`), the journal, or `auto`.
+    pub source: LogSource,
     /// Log files to follow. Empty: the first of /var/log/mail.log,
     /// /var/log/maillog that exists, else Postfix's `maillog_file`.
     pub path: Vec<PathBuf>,
@@ -84,6 +95,7 @@ impl Default for LogConfig {
     fn default() -> Self {
         LogConfig {
             enabled: true,
+            source: LogSource::Auto,
             path: Vec::new(),
             start_at: StartAt::End,
             syslog_names: Vec::new(),

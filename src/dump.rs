@@ -147,6 +147,28 @@ pub fn render_json(view: &MibView, nodes: &[MibNode]) -> serde_json::Value {
     serde_json::Value::Object(top)
 }
 
+/// A JSON object as `key value` lines, nested keys joined with dots.
+pub fn render_flat(value: &serde_json::Value) -> String {
+    fn walk(prefix: &str, v: &serde_json::Value, out: &mut String) {
+        match v {
+            serde_json::Value::Object(m) => {
+                for (k, v) in m {
+                    let key = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
+                    walk(&key, v, out);
+                }
+            }
+            other => out.push_str(&format!("{prefix:<40} {other}\n")),
+        }
+    }
+    let mut out = String::new();
+    walk("", value, &mut out);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -41,6 +41,17 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
+    /// Count a whole mail log with the agent's own parser and print every counter.
+    Parse {
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+        /// Syslog names of Postfix instances besides `postfix*` (repeatable).
+        #[arg(long = "syslog-name", value_name = "NAME")]
+        syslog_names: Vec<String>,
+        /// Log files; `-` reads standard input; `.gz` files are decompressed.
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+    },
     /// Print the POSTFIX-MIB module text, optionally re-rooted under your own OID.
     Mib {
         /// Root OID for the module (default: agentx.oid_root of the config, or
@@ -109,6 +120,22 @@ fn execute(cli: Cli) -> Result<()> {
                     serde_json::to_string_pretty(&postfix_agentx::dump::render_json(&view, &nodes))
                         .context("render JSON")?
                 ),
+            }
+            Ok(())
+        }
+        Command::Parse {
+            format,
+            syslog_names,
+            files,
+        } => {
+            let counters = postfix_agentx::sources::log::parse_paths(&files, &syslog_names)?;
+            let json = postfix_agentx::sources::log::counters_to_json(&counters);
+            match format {
+                Format::Json => println!(
+                    "{}",
+                    serde_json::to_string_pretty(&json).context("render JSON")?
+                ),
+                Format::Table => print!("{}", postfix_agentx::dump::render_flat(&json)),
             }
             Ok(())
         }

@@ -16,6 +16,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime};
 use tokio::sync::{mpsc, watch};
 
+mod log;
 mod queue;
 
 /// A flag collectors poll between units of work, set once on SIGTERM/SIGINT.
@@ -150,6 +151,10 @@ fn spawn_collectors(
     shutdown: &Shutdown,
 ) -> Result<Vec<JoinHandle<()>>> {
     let mut threads = Vec::new();
+    if config.log.enabled {
+        let (c, p, s) = (config.clone(), Arc::clone(publisher), shutdown.clone());
+        threads.push(spawn_named("log", move || log::run(c, p, s))?);
+    }
     if config.queue.enabled {
         let (c, p, s) = (config.clone(), Arc::clone(publisher), shutdown.clone());
         threads.push(spawn_named("queue", move || queue::run(c, p, s))?);
@@ -168,6 +173,9 @@ fn spawn_named(name: &str, f: impl FnOnce() + Send + 'static) -> Result<JoinHand
 pub fn collect_once(config: &Config) -> Result<MibView> {
     let root = config.oid_root()?;
     let publisher = Publisher::new(root, Snapshot::new(agent_info()));
+    if config.log.enabled {
+        log::collect_once(config, &publisher);
+    }
     if config.queue.enabled {
         queue::collect_once(config, &publisher);
     }

@@ -326,8 +326,8 @@ impl LogAccumulator {
                 if *flags & u16::from(HELD) == 0 {
                     *flags |= u16::from(HELD);
                     *flags &= !u16::from(HOLD_PENDING);
-                    let count_received = *flags & u16::from(ORIGIN_CLIENT | RECEIVED)
-                        == u16::from(ORIGIN_CLIENT);
+                    let count_received =
+                        *flags & u16::from(ORIGIN_CLIENT | RECEIVED) == u16::from(ORIGIN_CLIENT);
                     if count_received {
                         *flags |= u16::from(RECEIVED);
                     }

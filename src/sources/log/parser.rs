@@ -98,7 +98,9 @@ pub enum Action<'a> {
     /// cleanup `QID: message-id=...`: cleanup is processing the content.
     MessageId,
     /// qmgr `QID: from=<...>, size=N, nrcpt=N (queue active)`.
-    QueueActive { size: u64 },
+    QueueActive {
+        size: u64,
+    },
     /// qmgr `QID: from=<...>, status=expired, returned to sender`.
     Expired,
     /// A delivery agent's (or qmgr's) `QID: to=<...>, ..., status=...` line.
@@ -125,7 +127,9 @@ pub enum Action<'a> {
     Removed,
     /// bounce `QID: sender non-delivery notification: NEWID` (and the
     /// delivery status, delay and postmaster variants).
-    Notification { new_qid: &'a [u8] },
+    Notification {
+        new_qid: &'a [u8],
+    },
     Other,
 }
 
@@ -299,10 +303,17 @@ pub fn is_queue_id(id: &[u8]) -> bool {
     if id.len() < 6 || id.len() > 24 {
         return false;
     }
-    if id.iter().all(|&b| b.is_ascii_digit() || (b'A'..=b'F').contains(&b)) {
+    if id
+        .iter()
+        .all(|&b| b.is_ascii_digit() || (b'A'..=b'F').contains(&b))
+    {
         return true;
     }
-    if id.len() < 12 || !id.iter().all(|&b| b.is_ascii_alphanumeric() && !is_vowel(b)) {
+    if id.len() < 12
+        || !id
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() && !is_vowel(b))
+    {
         return false;
     }
     match memchr::memrchr(b'z', id) {
@@ -442,9 +453,7 @@ fn classify_message<'a>(tag: &Tag<'a>, rest: &'a [u8]) -> Action<'a> {
         b"hold:" | b"milter-hold:" if accepts_actions => Action::Hold,
         b"discard:" | b"milter-discard:" if accepts_actions => Action::Discard,
         b"placed" if program == b"postsuper" && after == b"on hold" => Action::PlacedOnHold,
-        b"released" if program == b"postsuper" && after == b"from hold" => {
-            Action::ReleasedFromHold
-        }
+        b"released" if program == b"postsuper" && after == b"from hold" => Action::ReleasedFromHold,
         b"removed" if after.is_empty() => Action::Removed,
         b"sender" | b"postmaster" if program == b"bounce" => {
             // `... notification: NEWID`: the new id is the last token.
@@ -610,9 +619,7 @@ fn classify_reject(program: &[u8], milter: bool, text: &[u8]) -> (RejectReason, 
         Some(close) => {
             let after = &text[close + 1..];
             let after = match after.strip_prefix(b":") {
-                Some(port) if port.first().is_some_and(u8::is_ascii_digit) => {
-                    split_digits(port).1
-                }
+                Some(port) if port.first().is_some_and(u8::is_ascii_digit) => split_digits(port).1,
                 _ => after,
             };
             after.strip_prefix(b": ").unwrap_or(after)
