@@ -1,5 +1,9 @@
-//! The POSTFIX-MIB: OID layout and the view built from a snapshot.
+//! The POSTFIX-MIB: its text, its OID layout, and the view built from a snapshot.
 
+pub mod build;
+pub mod names;
+pub mod text;
 pub mod view;
 
+pub use build::build_view;
 pub use view::{MibView, ViewHandle};

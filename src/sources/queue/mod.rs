@@ -23,7 +23,7 @@ use std::process::Command;
 use std::time::{Duration, Instant, SystemTime};
 
 /// The configured counting method.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum QueueMethodChoice {
     #[default]

@@ -1,0 +1,24 @@
+//! The Postfix mail log.
+//!
+//! `parser` classifies one line (zero-copy), `counters` turns lines into
+//! [`LogCounters`](crate::snapshot::LogCounters) with a bounded per-message
+//! state, `reader` splits any byte stream into lines, and `parse` counts
+//! whole files. `follow` tails log files across rotations, `journal` reads
+//! the systemd journal, and `state` saves counters and positions atomically.
+
+pub mod counters;
+pub mod follow;
+pub mod journal;
+pub mod parse;
+pub mod parser;
+pub mod reader;
+pub mod state;
+
+pub use counters::LogAccumulator;
+pub use parse::parse_paths;
+pub use reader::LineReader;
+
+/// The counters as JSON, with the MIB's camelCase names.
+pub fn counters_to_json(counters: &crate::snapshot::LogCounters) -> serde_json::Value {
+    serde_json::to_value(counters).unwrap_or(serde_json::Value::Null)
+}

@@ -1,0 +1,686 @@
+//! Zero-copy classification of one Postfix mail log line.
+//!
+//! The line is parsed left to right along its fixed structure:
+//! `TIMESTAMP HOST SYSLOGNAME/[SERVICE/]PROGRAM[PID]: [QUEUEID: ]EVENT ...`.
+//! The event is decided by the first token after the queue id (or after the
+//! tag when there is none), never by a substring found elsewhere: addresses,
+//! header texts and remote replies are sender-controlled and must not move a
+//! counter. Where a field after sender-controlled text is needed (qmgr's
+//! `size=`, the delivery `status=`), the address is skipped with its quoting
+//! honoured first.
+
+use crate::snapshot::RejectReason;
+use memchr::memmem;
+
+/// What a line is, as far as the counters are concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Line<'a> {
+    /// No recognisable syslog prefix (timestamp, host, `tag[pid]:`).
+    Unparsed,
+    /// A syslog line from a program that is not Postfix (dovecot, sshd, ...).
+    Foreign,
+    Postfix(PostfixLine<'a>),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PostfixLine<'a> {
+    pub tag: Tag<'a>,
+    pub event: Event<'a>,
+}
+
+/// The syslog tag split into its parts: `postfix-out/relay/smtp[12]` has
+/// syslog name `postfix-out`, service `relay`, program `smtp`, pid 12.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tag<'a> {
+    pub syslog_name: &'a [u8],
+    /// The master.cf service (the middle part set by
+    /// `syslog_name=postfix/$service_name`), or the program when absent.
+    pub service: &'a [u8],
+    /// The daemon program: the last part of the tag.
+    pub program: &'a [u8],
+    pub pid: Option<u32>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Severity {
+    Warning,
+    Error,
+    Fatal,
+    Panic,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event<'a> {
+    /// `prog[pid]: warning: ...` and friends. `sasl_failure` is set for
+    /// smtpd's `warning: host[addr]: SASL METHOD authentication failed`.
+    Severity {
+        severity: Severity,
+        sasl_failure: bool,
+    },
+    /// smtpd `connect from host[addr]`.
+    SmtpdConnect,
+    /// smtpd `disconnect from ...`: ends the session's pending actions.
+    SmtpdDisconnect,
+    /// smtpd `... TLS connection established from ...`.
+    TlsIn,
+    /// smtp/lmtp `... TLS connection established to ...`.
+    TlsOut,
+    /// An event about one message (`NOQUEUE` has `qid == None`).
+    Message {
+        qid: Option<&'a [u8]>,
+        action: Action<'a>,
+    },
+    /// A Postfix line we do not count.
+    Other,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Sent,
+    Deferred,
+    Bounced,
+}
+
+/// The SMTP status class of a rejection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusClass {
+    Temporary,
+    Permanent,
+    Unknown,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action<'a> {
+    /// smtpd/qmqpd `QID: client=...`: the message comes from a network client.
+    Client,
+    /// pickup `QID: uid=N from=<...>`: local submission.
+    Pickup,
+    /// cleanup `QID: message-id=...`: cleanup is processing the content.
+    MessageId,
+    /// qmgr `QID: from=<...>, size=N, nrcpt=N (queue active)`.
+    QueueActive {
+        size: u64,
+    },
+    /// qmgr `QID: from=<...>, status=expired, returned to sender`.
+    Expired,
+    /// A delivery agent's (or qmgr's) `QID: to=<...>, ..., status=...` line.
+    Delivery {
+        status: Status,
+        delay_ms: u64,
+        /// local(8) `status=sent (forwarded as NEWID)`.
+        forwarded_as: Option<&'a [u8]>,
+    },
+    /// `reject:` / `milter-reject:` from smtpd, postscreen or cleanup.
+    Reject {
+        reason: RejectReason,
+        class: StatusClass,
+    },
+    /// `hold:` / `milter-hold:` from smtpd or cleanup.
+    Hold,
+    /// `discard:` / `milter-discard:` from smtpd or cleanup.
+    Discard,
+    /// postsuper `QID: placed on hold`.
+    PlacedOnHold,
+    /// postsuper `QID: released from hold`.
+    ReleasedFromHold,
+    /// qmgr/postsuper `QID: removed`: the queue file is gone.
+    Removed,
+    /// bounce `QID: sender non-delivery notification: NEWID` (and the
+    /// delivery status, delay and postmaster variants).
+    Notification {
+        new_qid: &'a [u8],
+    },
+    Other,
+}
+
+/// Is this syslog name one of Postfix's? `postfix`, any name starting with
+/// `postfix` (multi-instance `postfix-out`), or a configured extra name.
+#[inline]
+fn is_postfix_name(name: &[u8], extra_names: &[Vec<u8>]) -> bool {
+    name.starts_with(b"postfix") || extra_names.iter().any(|n| n.as_slice() == name)
+}
+
+/// Parse one log line (without its newline).
+pub fn parse_line<'a>(line: &'a [u8], extra_names: &[Vec<u8>]) -> Line<'a> {
+    let Some(rest) = skip_timestamp(line) else {
+        return Line::Unparsed;
+    };
+    // Host name: one non-empty token.
+    let Some(sp) = memchr::memchr(b' ', rest) else {
+        return Line::Unparsed;
+    };
+    if sp == 0 {
+        return Line::Unparsed;
+    }
+    let rest = &rest[sp + 1..];
+    // Tag: `name[pid]:` or `name:`, followed by a space or the end of line.
+    let tag_end = memchr::memchr(b' ', rest).unwrap_or(rest.len());
+    let tag_token = &rest[..tag_end];
+    let Some(tag_token) = tag_token.strip_suffix(b":") else {
+        return Line::Unparsed;
+    };
+    let (name_path, pid) = match memchr::memchr(b'[', tag_token) {
+        Some(open) => {
+            let Some(inner) = tag_token[open + 1..].strip_suffix(b"]") else {
+                return Line::Unparsed;
+            };
+            (&tag_token[..open], parse_u32(inner))
+        }
+        None => (tag_token, None),
+    };
+    if name_path.is_empty() {
+        return Line::Unparsed;
+    }
+    let message = if tag_end < rest.len() {
+        &rest[tag_end + 1..]
+    } else {
+        &[][..]
+    };
+    let (syslog_name, after_name) = match memchr::memchr(b'/', name_path) {
+        Some(slash) => (&name_path[..slash], &name_path[slash + 1..]),
+        None => (name_path, &[][..]),
+    };
+    if !is_postfix_name(syslog_name, extra_names) {
+        return Line::Foreign;
+    }
+    let (service, program) = if after_name.is_empty() {
+        (syslog_name, syslog_name)
+    } else {
+        let program = match memchr::memrchr(b'/', after_name) {
+            Some(slash) => &after_name[slash + 1..],
+            None => after_name,
+        };
+        let service = match memchr::memchr(b'/', after_name) {
+            Some(slash) => &after_name[..slash],
+            None => after_name,
+        };
+        (service, program)
+    };
+    let tag = Tag {
+        syslog_name,
+        service,
+        program,
+        pid,
+    };
+    Line::Postfix(PostfixLine {
+        tag,
+        event: classify(&tag, message),
+    })
+}
+
+/// Skip an RFC 3164 (`Nov 29 13:13:38`, optionally with fractional seconds)
+/// or RFC 3339 (`2026-11-29T13:13:38.123456+00:00`) timestamp and the space
+/// after it.
+#[inline]
+fn skip_timestamp(line: &[u8]) -> Option<&[u8]> {
+    if line.len() < 16 {
+        return None;
+    }
+    if line[0].is_ascii_digit() {
+        // RFC 3339: YYYY-MM-DDThh:mm:ss[.frac](Z|+hh:mm)
+        if !(line[1].is_ascii_digit()
+            && line[2].is_ascii_digit()
+            && line[3].is_ascii_digit()
+            && line[4] == b'-'
+            && line[7] == b'-'
+            && (line[10] == b'T' || line[10] == b't')
+            && line[13] == b':')
+        {
+            return None;
+        }
+        let sp = memchr::memchr(b' ', line)?;
+        return Some(&line[sp + 1..]);
+    }
+    // RFC 3164: Mmm dd hh:mm:ss (day space-padded)
+    if !(line[0].is_ascii_uppercase()
+        && line[1].is_ascii_lowercase()
+        && line[2].is_ascii_lowercase()
+        && line[3] == b' '
+        && line[6] == b' '
+        && line[9] == b':'
+        && line[12] == b':'
+        && line[7].is_ascii_digit()
+        && line[14].is_ascii_digit())
+    {
+        return None;
+    }
+    let mut i = 15;
+    if line[i] == b'.' {
+        i += 1;
+        while i < line.len() && line[i].is_ascii_digit() {
+            i += 1;
+        }
+    }
+    if line.get(i) != Some(&b' ') {
+        return None;
+    }
+    Some(&line[i + 1..])
+}
+
+#[inline]
+fn parse_u32(digits: &[u8]) -> Option<u32> {
+    if digits.is_empty() || digits.len() > 10 {
+        return None;
+    }
+    let mut value: u64 = 0;
+    for &b in digits {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        value = value * 10 + u64::from(b - b'0');
+    }
+    u32::try_from(value).ok()
+}
+
+#[inline]
+fn parse_u64(digits: &[u8]) -> Option<u64> {
+    if digits.is_empty() || digits.len() > 19 {
+        return None;
+    }
+    let mut value: u64 = 0;
+    for &b in digits {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        value = value * 10 + u64::from(b - b'0');
+    }
+    Some(value)
+}
+
+/// Leading ASCII digits of `s`, and the rest.
+#[inline]
+fn split_digits(s: &[u8]) -> (&[u8], &[u8]) {
+    let n = s.iter().take_while(|b| b.is_ascii_digit()).count();
+    s.split_at(n)
+}
+
+/// Is `id` a Postfix queue id? Short form: upper-case hex (microseconds
+/// then inode). Long form (`enable_long_queue_ids`): at least 10 characters
+/// of the vowel-free base-52 alphabet, the separator `z`, then the inode in
+/// base 51 (which has no `z`).
+#[inline]
+pub fn is_queue_id(id: &[u8]) -> bool {
+    if id.len() < 6 || id.len() > 24 {
+        return false;
+    }
+    if id
+        .iter()
+        .all(|&b| b.is_ascii_digit() || (b'A'..=b'F').contains(&b))
+    {
+        return true;
+    }
+    if id.len() < 12
+        || !id
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() && !is_vowel(b))
+    {
+        return false;
+    }
+    match memchr::memrchr(b'z', id) {
+        Some(sep) => sep >= 10 && sep + 1 < id.len(),
+        None => false,
+    }
+}
+
+#[inline]
+fn is_vowel(b: u8) -> bool {
+    matches!(b | 0x20, b'a' | b'e' | b'i' | b'o' | b'u')
+}
+
+fn classify<'a>(tag: &Tag<'a>, message: &'a [u8]) -> Event<'a> {
+    let (first, rest) = split_token(message);
+    match first {
+        b"warning:" => {
+            return Event::Severity {
+                severity: Severity::Warning,
+                sasl_failure: tag.program == b"smtpd" && is_sasl_failure(rest),
+            }
+        }
+        b"error:" => return severity(Severity::Error),
+        b"fatal:" => return severity(Severity::Fatal),
+        b"panic:" => return severity(Severity::Panic),
+        _ => {}
+    }
+    if let Some(id) = first.strip_suffix(b":") {
+        if id == b"NOQUEUE" {
+            return Event::Message {
+                qid: None,
+                action: classify_message(tag, rest),
+            };
+        }
+        if is_queue_id(id) {
+            return Event::Message {
+                qid: Some(id),
+                action: classify_message(tag, rest),
+            };
+        }
+        return Event::Other;
+    }
+    match tag.program {
+        b"smtpd" => match first {
+            b"connect" if rest.starts_with(b"from ") => Event::SmtpdConnect,
+            b"disconnect" if rest.starts_with(b"from ") => Event::SmtpdDisconnect,
+            b"Anonymous" | b"Trusted" | b"Untrusted" | b"Verified"
+                if rest.starts_with(b"TLS connection established from ") =>
+            {
+                Event::TlsIn
+            }
+            _ => Event::Other,
+        },
+        b"smtp" | b"lmtp" => match first {
+            b"Anonymous" | b"Trusted" | b"Untrusted" | b"Verified"
+                if rest.starts_with(b"TLS connection established to ") =>
+            {
+                Event::TlsOut
+            }
+            _ => Event::Other,
+        },
+        _ => Event::Other,
+    }
+}
+
+#[inline]
+fn severity<'a>(severity: Severity) -> Event<'a> {
+    Event::Severity {
+        severity,
+        sasl_failure: false,
+    }
+}
+
+/// `host[addr]: SASL METHOD authentication failed...` (the text after
+/// smtpd's `warning: `).
+fn is_sasl_failure(rest: &[u8]) -> bool {
+    let (client, rest) = split_token(rest);
+    if !client.ends_with(b"]:") {
+        return false;
+    }
+    let (word, rest) = split_token(rest);
+    if word != b"SASL" {
+        return false;
+    }
+    let (_method, rest) = split_token(rest);
+    rest.starts_with(b"authentication failed")
+}
+
+/// The first space-separated token and the text after the space.
+#[inline]
+fn split_token(s: &[u8]) -> (&[u8], &[u8]) {
+    match memchr::memchr(b' ', s) {
+        Some(sp) => (&s[..sp], &s[sp + 1..]),
+        None => (s, &[][..]),
+    }
+}
+
+fn classify_message<'a>(tag: &Tag<'a>, rest: &'a [u8]) -> Action<'a> {
+    let program = tag.program;
+    // The tokens that start with a `key=` need the key only.
+    if let Some(addr) = rest.strip_prefix(b"to=<") {
+        return parse_delivery(program, addr).unwrap_or(Action::Other);
+    }
+    if let Some(addr) = rest.strip_prefix(b"from=<") {
+        if program == b"qmgr" {
+            return parse_qmgr_from(addr).unwrap_or(Action::Other);
+        }
+        return Action::Other;
+    }
+    if rest.starts_with(b"client=") {
+        return match program {
+            b"smtpd" | b"qmqpd" => Action::Client,
+            _ => Action::Other,
+        };
+    }
+    if rest.starts_with(b"uid=") || rest.starts_with(b"sender=") {
+        return if program == b"pickup" {
+            Action::Pickup
+        } else {
+            Action::Other
+        };
+    }
+    if rest.starts_with(b"message-id=") || rest.starts_with(b"resent-message-id=") {
+        return if program == b"cleanup" {
+            Action::MessageId
+        } else {
+            Action::Other
+        };
+    }
+    let (first, after) = split_token(rest);
+    let accepts_actions = matches!(program, b"smtpd" | b"cleanup" | b"postscreen");
+    match first {
+        b"reject:" | b"milter-reject:" if accepts_actions => {
+            let (reason, class) = classify_reject(program, first == b"milter-reject:", after);
+            Action::Reject { reason, class }
+        }
+        b"hold:" | b"milter-hold:" if accepts_actions => Action::Hold,
+        b"discard:" | b"milter-discard:" if accepts_actions => Action::Discard,
+        b"placed" if program == b"postsuper" && after == b"on hold" => Action::PlacedOnHold,
+        b"released" if program == b"postsuper" && after == b"from hold" => Action::ReleasedFromHold,
+        b"removed" if after.is_empty() => Action::Removed,
+        b"sender" | b"postmaster" if program == b"bounce" => {
+            // `... notification: NEWID`: the new id is the last token.
+            match memchr::memrchr(b' ', after) {
+                Some(sp) if after[..sp].ends_with(b"notification:") => {
+                    let new_qid = &after[sp + 1..];
+                    if is_queue_id(new_qid) {
+                        Action::Notification { new_qid }
+                    } else {
+                        Action::Other
+                    }
+                }
+                _ => Action::Other,
+            }
+        }
+        _ => Action::Other,
+    }
+}
+
+/// Skip an address after its opening `<`, honouring `"..."` quoting with
+/// backslash escapes, and return the text after the closing `>`.
+#[inline]
+fn skip_address(s: &[u8]) -> Option<&[u8]> {
+    // Fast path: no quote before the first `>`.
+    let close = memchr::memchr2(b'>', b'"', s)?;
+    if s[close] == b'>' {
+        return Some(&s[close + 1..]);
+    }
+    let mut in_quote = false;
+    let mut i = 0;
+    while i < s.len() {
+        match s[i] {
+            b'\\' if in_quote => i += 1,
+            b'"' => in_quote = !in_quote,
+            b'>' if !in_quote => return Some(&s[i + 1..]),
+            _ => {}
+        }
+        i += 1;
+    }
+    None
+}
+
+/// `to=<ADDR>, [orig_to=<ADDR>, ]relay=..., delay=D, delays=..., dsn=X.Y.Z,
+/// status=WORD (text)`; `s` starts after `to=<`.
+fn parse_delivery<'a>(program: &[u8], s: &'a [u8]) -> Option<Action<'a>> {
+    let mut rest = skip_address(s)?.strip_prefix(b", ")?;
+    if let Some(orig) = rest.strip_prefix(b"orig_to=<") {
+        rest = skip_address(orig)?.strip_prefix(b", ")?;
+    }
+    // From here to `status=` only Postfix-controlled fields (relay host from
+    // DNS/config, numbers, dsn) remain, so the first ", status=" is the real one.
+    let fields = rest;
+    let status_at = if fields.starts_with(b"status=") {
+        0
+    } else {
+        memmem::find(fields, b", status=")? + 2
+    };
+    let before_status = &fields[..status_at];
+    let after_status = &fields[status_at + b"status=".len()..];
+    let (word, text) = split_token(after_status);
+    let status = match word {
+        b"sent" => Status::Sent,
+        b"deferred" => Status::Deferred,
+        b"bounced" => Status::Bounced,
+        _ => return Some(Action::Other),
+    };
+    let delay_ms = find_field(before_status, b"delay=")
+        .map(parse_seconds_ms)
+        .unwrap_or(0);
+    let forwarded_as = if status == Status::Sent && program == b"local" {
+        text.strip_prefix(b"(forwarded as ")
+            .and_then(|t| t.strip_suffix(b")"))
+            .filter(|id| is_queue_id(id))
+    } else {
+        None
+    };
+    Some(Action::Delivery {
+        status,
+        delay_ms,
+        forwarded_as,
+    })
+}
+
+/// The value of `key` in a `k=v, k=v, ` field list (key at the start or
+/// after ", ").
+fn find_field<'a>(fields: &'a [u8], key: &[u8]) -> Option<&'a [u8]> {
+    let mut pos = 0;
+    while pos < fields.len() {
+        let field = &fields[pos..];
+        let end = memmem::find(field, b", ").unwrap_or(field.len());
+        if let Some(value) = field[..end].strip_prefix(key) {
+            return Some(value);
+        }
+        pos += end + 2;
+    }
+    None
+}
+
+/// `1.23` seconds (any number of decimals) → milliseconds.
+fn parse_seconds_ms(value: &[u8]) -> u64 {
+    let (int, frac) = split_digits(value);
+    let seconds = parse_u64(int).unwrap_or(0);
+    let mut ms = 0u64;
+    if let Some(frac) = frac.strip_prefix(b".") {
+        let (digits, _) = split_digits(frac);
+        let mut scale = 100;
+        for &d in digits.iter().take(3) {
+            ms += u64::from(d - b'0') * scale;
+            scale /= 10;
+        }
+    }
+    seconds.saturating_mul(1000).saturating_add(ms)
+}
+
+/// qmgr `from=<ADDR>, size=N, nrcpt=N (queue active)` or
+/// `from=<ADDR>, status=expired, returned to sender`; `s` starts after `from=<`.
+fn parse_qmgr_from(s: &[u8]) -> Option<Action<'_>> {
+    let rest = skip_address(s)?;
+    if let Some(sizes) = rest.strip_prefix(b", size=") {
+        let (size, after) = split_digits(sizes);
+        let after = after.strip_prefix(b", nrcpt=")?;
+        let (_nrcpt, after) = split_digits(after);
+        if after == b" (queue active)" {
+            return Some(Action::QueueActive {
+                size: parse_u64(size)?,
+            });
+        }
+        return Some(Action::Other);
+    }
+    if rest == b", status=expired, returned to sender" {
+        return Some(Action::Expired);
+    }
+    Some(Action::Other)
+}
+
+/// Reason class and SMTP status class of `reject: ...` text (after the
+/// `reject:` token). smtpd/postscreen: `CMD from host[addr][:port]: 550 5.7.1
+/// <addr>: reason; from=<..> ...`; cleanup: `header|body TEXT from ...; ...:
+/// 5.7.1 text`.
+fn classify_reject(program: &[u8], milter: bool, text: &[u8]) -> (RejectReason, StatusClass) {
+    if program == b"cleanup" {
+        let class = match memmem::rfind(text, b">: ") {
+            Some(at) => status_class(&text[at + 3..]),
+            None => StatusClass::Unknown,
+        };
+        let (what, _) = split_token(text);
+        let reason = if milter {
+            RejectReason::Milter
+        } else if matches!(
+            what,
+            b"header" | b"body" | b"mime-header" | b"nested-header"
+        ) {
+            RejectReason::HeaderBodyCheck
+        } else if memmem::find(text, b"too big").is_some() {
+            RejectReason::Size
+        } else {
+            RejectReason::Other
+        };
+        return (reason, class);
+    }
+    // smtpd / postscreen: skip `CMD from host[addr][:port]: `.
+    let reply = match memmem::find(text, b"]") {
+        Some(close) => {
+            let after = &text[close + 1..];
+            let after = match after.strip_prefix(b":") {
+                Some(port) if port.first().is_some_and(u8::is_ascii_digit) => split_digits(port).1,
+                _ => after,
+            };
+            after.strip_prefix(b": ").unwrap_or(after)
+        }
+        None => text,
+    };
+    let class = status_class(reply);
+    if program == b"postscreen" {
+        return (RejectReason::Postscreen, class);
+    }
+    if milter {
+        return (RejectReason::Milter, class);
+    }
+    // Skip the reply code, the enhanced status and an `<address>: ` the
+    // client chose, then look at Postfix's wording.
+    let (code, after) = split_token(reply);
+    let mut reason_text = if code.len() == 3 { after } else { reply };
+    if reason_text.first().is_some_and(u8::is_ascii_digit) {
+        reason_text = split_token(reason_text).1;
+    }
+    if let Some(addr) = reason_text.strip_prefix(b"<") {
+        if let Some(after) = skip_address(addr) {
+            reason_text = after.strip_prefix(b": ").unwrap_or(after);
+        }
+    }
+    // The reason ends where the envelope summary starts.
+    if let Some(end) = memmem::find(reason_text, b"; from=<") {
+        reason_text = &reason_text[..end];
+    }
+    (reject_reason(reason_text), class)
+}
+
+fn reject_reason(text: &[u8]) -> RejectReason {
+    let has = |needle: &[u8]| memmem::find(text, needle).is_some();
+    if has(b"blocked using ") {
+        RejectReason::Rbl
+    } else if has(b"User unknown") || has(b"user unknown") {
+        RejectReason::UnknownUser
+    } else if has(b"Relay access denied") {
+        RejectReason::RelayDenied
+    } else if has(b"Message size exceeds fixed limit") || has(b"message file too big") {
+        RejectReason::Size
+    } else if has(b"Sender address rejected") {
+        RejectReason::SenderCheck
+    } else if has(b"Helo command rejected") {
+        RejectReason::HeloCheck
+    } else if has(b"Client host rejected") {
+        RejectReason::ClientCheck
+    } else if has(b"Policy Rejection") || has(b"Greylisted") || has(b"policy service") {
+        RejectReason::PolicyService
+    } else {
+        RejectReason::Other
+    }
+}
+
+/// `4...` → temporary, `5...` → permanent (SMTP code or enhanced status).
+#[inline]
+fn status_class(reply: &[u8]) -> StatusClass {
+    match reply.first() {
+        Some(b'4') => StatusClass::Temporary,
+        Some(b'5') => StatusClass::Permanent,
+        _ => StatusClass::Unknown,
+    }
+}
