@@ -291,6 +291,15 @@ pub fn run(config: Config, publisher: Arc<Publisher>, shutdown: Shutdown) {
 }
 
 fn save(store: &StateStore, state: &LogState, detail: &str, publisher: &Publisher) {
+    // systemd's StateDirectory= creates it; elsewhere we do. A failure here
+    // shows up as the save's own error below.
+    if let Some(dir) = store.path().parent() {
+        if !dir.is_dir() {
+            if let Err(e) = std::fs::create_dir_all(dir) {
+                tracing::debug!("cannot create {}: {e}", dir.display());
+            }
+        }
+    }
     match store.save(state) {
         Ok(()) => publisher.health(STATE_SOURCE, detail, |h| h.success(SystemTime::now())),
         Err(e) => {
