@@ -44,7 +44,7 @@ impl LineSink for Counting<'_> {
 /// Where lines come from.
 enum Input {
     Files(LogFollower),
-    Journal(JournalFollower),
+    Journal(Box<JournalFollower>),
 }
 
 impl Input {
@@ -188,7 +188,7 @@ fn open_input(config: &Config, state: &LogState, resumed: bool) -> Result<(Input
             state.journal_cursor.clone(),
             start,
         );
-        return Ok((Input::Journal(journal), "systemd journal".to_string()));
+        return Ok((Input::Journal(Box::new(journal)), "systemd journal".to_string()));
     }
     let paths = resolve_paths(config)?;
     let detail = paths
