@@ -133,10 +133,17 @@ impl Writer {
             };
             let mut file = open(&path);
             let mut n = 0u64;
+            let mut flag_seen: Option<Instant> = None;
             while !stop2.load(Ordering::SeqCst) {
                 if let Some(flag) = &reopen_flag {
-                    if flag.exists() {
+                    // Like a syslog daemon that takes a while to act on its HUP:
+                    // it keeps writing to the renamed file for 150 ms.
+                    if flag_seen.is_none() && flag.exists() {
+                        flag_seen = Some(Instant::now());
+                    }
+                    if flag_seen.is_some_and(|t| t.elapsed() >= Duration::from_millis(150)) {
                         fs::remove_file(flag).expect("remove flag");
+                        flag_seen = None;
                         file = open(&path);
                     }
                 }
@@ -1043,4 +1050,36 @@ mod journal {
             out.events
         );
     }
+}
+
+#[test]
+fn restart_while_a_rotated_file_is_still_open_resumes_both() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("mail.log");
+    let rotated = dir.path().join("mail.log.1");
+    fs::write(&log, numbered(0..10)).unwrap();
+    let mut c = Collected::default();
+    let saved = {
+        let mut f =
+            LogFollower::new(vec![log.clone()], &[], StartFrom::Beginning, options()).unwrap();
+        poll_once(&mut f, &mut c);
+        fs::rename(&log, &rotated).unwrap();
+        fs::write(&log, numbered(10..15)).unwrap();
+        poll_once(&mut f, &mut c);
+        assert_eq!(
+            f.status()[0].rotated_open,
+            1,
+            "old file kept open for late writes"
+        );
+        saved_through_json(&f)
+    };
+    assert_eq!(saved.len(), 2, "{saved:?}");
+    // Stopped: the syslog daemon still wrote to the old file, and to the new one.
+    append(&rotated, &numbered(15..20));
+    append(&log, &numbered(20..25));
+    let mut f = LogFollower::new(vec![log.clone()], &saved, StartFrom::End, options()).unwrap();
+    follow_until(&mut f, &mut c, Duration::from_secs(2), |c| {
+        c.numbers().len() >= 25
+    });
+    assert_each_once(&c, 25);
 }
