@@ -738,7 +738,10 @@ fn permission_denied_then_fixed() {
     let log = dir.path().join("mail.log");
     fs::write(&log, "secret 1\nsecret 2\n").unwrap();
     fs::set_permissions(&log, fs::Permissions::from_mode(0o600)).unwrap();
-    let exe = std::env::current_exe().unwrap();
+    // A copy of this test binary that user nobody can run wherever the tree is checked out.
+    let exe = dir.path().join("probe");
+    fs::copy(std::env::current_exe().unwrap(), &exe).unwrap();
+    fs::set_permissions(&exe, fs::Permissions::from_mode(0o755)).unwrap();
     let mut child = Command::new("/usr/bin/setpriv")
         .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
         .arg(&exe)
@@ -750,6 +753,7 @@ fn permission_denied_then_fixed() {
             "--test-threads=1",
         ])
         .env("LOG_FOLLOW_PROBE_PATH", &log)
+        .current_dir(dir.path())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -777,7 +781,8 @@ fn permission_denied_then_fixed() {
         }
     }
     let status = child.0.wait().unwrap();
-    let err = saw_error.expect("child reported no error");
+    let err = saw_error
+        .unwrap_or_else(|| panic!("child (as user nobody) reported no error; exit {status}"));
     assert!(
         err.contains("Permission denied") && err.contains("group adm"),
         "{err}"

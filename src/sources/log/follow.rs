@@ -468,7 +468,6 @@ struct PathCounters {
 enum StartPlan {
     FromZero,
     AtEnd,
-    Resume { dev: u64, inode: u64, offset: u64 },
 }
 
 struct FollowedPath {
@@ -645,17 +644,14 @@ impl LogFollower {
             .ok()
             .filter(|(_, m)| m.is_file());
         let mut opened: Vec<(u64, u64)> = Vec::new();
+        let mut resume: Option<(u64, u64)> = None;
         for pos in saved {
             if let Some((file, meta)) = &current {
                 if meta.dev() == pos.dev && meta.ino() == pos.inode {
                     let fp = file_fingerprint(file).ok().flatten();
                     let same = pos.fingerprint == 0 || fp == Some(pos.fingerprint);
-                    if same && meta.len() >= pos.offset {
-                        followed.plan = StartPlan::Resume {
-                            dev: pos.dev,
-                            inode: pos.inode,
-                            offset: pos.offset,
-                        };
+                    if same && meta.len() >= pos.offset && resume.is_none() {
+                        resume = Some((pos.offset, pos.fingerprint));
                         opened.push((pos.dev, pos.inode));
                         continue;
                     }
@@ -724,6 +720,32 @@ impl LogFollower {
                     reason: "no uncompressed file with that inode and first line next to it".into(),
                 }),
             }
+        }
+        // Opened now, not at the first poll, so that a rotation in between
+        // is seen as a rotation of this file.
+        if let (Some((offset, fingerprint)), Some((file, meta))) = (resume, current) {
+            let mut reader = Reader {
+                file,
+                dev: meta.dev(),
+                inode: meta.ino(),
+                found_at: followed.path.clone(),
+                offset,
+                read_pos: offset,
+                partial: Vec::new(),
+                dropped: 0,
+                fingerprint,
+                watch: None,
+                last_data: Instant::now(),
+                linger: self.options.rotate_wait,
+            };
+            reader.watch = self.watch_open_file(&reader.file);
+            self.startup_events.push(FollowEvent::Opened {
+                path: followed.path.clone(),
+                inode: reader.inode,
+                offset,
+            });
+            followed.current = Some(reader);
+            followed.state = PathState::Following;
         }
         followed
     }
@@ -902,12 +924,6 @@ impl LogFollower {
         let plan = std::mem::replace(&mut self.paths[idx].plan, StartPlan::FromZero);
         let offset = match plan {
             StartPlan::FromZero => 0,
-            StartPlan::Resume { dev, inode, offset }
-                if dev == reader.dev && inode == reader.inode =>
-            {
-                offset
-            }
-            StartPlan::Resume { .. } => 0,
             StartPlan::AtEnd => end_of_last_line(&reader.file, self.options.max_line_bytes)
                 .map_err(|e| io_message("read", &path, &e))?,
         };
@@ -1201,3 +1217,9 @@ fn end_of_last_line(file: &File, max_line: usize) -> io::Result<u64> {
         None => size,
     })
 }
+
+// The follower runs on its own thread: keep it Send.
+const _: fn() = || {
+    fn assert_send<T: Send>() {}
+    assert_send::<LogFollower>();
+};

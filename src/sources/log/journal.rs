@@ -840,3 +840,9 @@ mod tests {
         assert!(format_entry(&entries[0], &other, &tz).is_none());
     }
 }
+
+// The follower runs on its own thread: keep it Send.
+const _: fn() = || {
+    fn assert_send<T: Send>() {}
+    assert_send::<JournalFollower>();
+};
