@@ -751,6 +751,12 @@ impl Drop for JournalFollower {
     }
 }
 
+// The follower runs on its own thread: keep it Send.
+const _: fn() = || {
+    fn assert_send<T: Send>() {}
+    assert_send::<JournalFollower>();
+};
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -840,9 +846,3 @@ mod tests {
         assert!(format_entry(&entries[0], &other, &tz).is_none());
     }
 }
-
-// The follower runs on its own thread: keep it Send.
-const _: fn() = || {
-    fn assert_send<T: Send>() {}
-    assert_send::<JournalFollower>();
-};
