@@ -1088,3 +1088,36 @@ fn restart_while_a_rotated_file_is_still_open_resumes_both() {
     });
     assert_each_once(&c, 25);
 }
+
+#[test]
+fn byte_budget_splits_work_and_shares_it_between_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("a.log");
+    let b = dir.path().join("b.log");
+    fs::write(&a, numbered(0..200)).unwrap();
+    fs::write(&b, numbered(200..400)).unwrap();
+    let mut opts = options();
+    opts.max_bytes_per_poll = 2000;
+    let mut f = LogFollower::new(vec![a, b], &[], StartFrom::Beginning, opts).unwrap();
+    let mut lines: Vec<Vec<u8>> = Vec::new();
+    let first = f.poll(&mut lines).unwrap();
+    assert!(first.more, "budget should stop the first poll");
+    assert!(first.bytes <= 2000);
+    let second = f.poll(&mut lines).unwrap();
+    assert!(second.more);
+    let c = Collected {
+        lines: lines.clone(),
+        events: Vec::new(),
+    };
+    let numbers = c.numbers();
+    assert!(
+        numbers.keys().any(|&n| n < 200) && numbers.keys().any(|&n| n >= 200),
+        "both files progress"
+    );
+    let mut c = Collected {
+        lines,
+        events: Vec::new(),
+    };
+    poll_once(&mut f, &mut c);
+    assert_each_once(&c, 400);
+}

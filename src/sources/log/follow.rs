@@ -488,6 +488,7 @@ pub struct LogFollower {
     /// Events found while starting, handed out by the first poll.
     startup_events: Vec<FollowEvent>,
     last_error: Option<String>,
+    next_first_path: usize,
 }
 
 const DIR_MASK: WatchMask = WatchMask::CREATE
@@ -604,6 +605,7 @@ impl LogFollower {
             options,
             startup_events: Vec::new(),
             last_error: None,
+            next_first_path: 0,
         };
         for path in paths {
             let mine: Vec<&FilePosition> = saved.iter().filter(|p| p.path == path).collect();
@@ -772,8 +774,12 @@ impl LogFollower {
             ..PollOutcome::default()
         };
         let mut budget = self.options.max_bytes_per_poll;
-        for idx in 0..self.paths.len() {
-            self.poll_path(idx, sink, &mut budget, &mut outcome);
+        // Start with another path each time so a busy one cannot starve the others.
+        let n = self.paths.len();
+        let first = self.next_first_path;
+        self.next_first_path = if n == 0 { 0 } else { (first + 1) % n };
+        for k in 0..n {
+            self.poll_path((first + k) % n, sink, &mut budget, &mut outcome);
             if outcome.more {
                 break;
             }
