@@ -1121,3 +1121,23 @@ fn byte_budget_splits_work_and_shares_it_between_files() {
     poll_once(&mut f, &mut c);
     assert_each_once(&c, 400);
 }
+
+#[test]
+fn file_moved_away_and_back_is_continued_not_reread() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("mail.log");
+    let aside = dir.path().join("mail.log.1");
+    fs::write(&log, numbered(0..10)).unwrap();
+    let mut f = LogFollower::new(vec![log.clone()], &[], StartFrom::Beginning, options()).unwrap();
+    let mut c = Collected::default();
+    poll_once(&mut f, &mut c);
+    fs::rename(&log, &aside).unwrap();
+    poll_once(&mut f, &mut c);
+    fs::rename(&aside, &log).unwrap();
+    append(&log, &numbered(10..15));
+    follow_until(&mut f, &mut c, Duration::from_secs(1), |c| {
+        c.numbers().len() >= 15
+    });
+    follow_until(&mut f, &mut c, Duration::from_millis(200), |_| false);
+    assert_each_once(&c, 15);
+}

@@ -893,7 +893,20 @@ impl LogFollower {
                 self.set_state(idx, PathState::Waiting(msg), out);
             }
             Check::Failed(msg) => self.set_state(idx, PathState::Error(msg), out),
-            Check::File(..) => {
+            Check::File(dev, ino) => {
+                let p = &mut self.paths[idx];
+                // A rotated file moved back (`mv mail.log.1 mail.log`) is
+                // continued, not read again from 0.
+                if p.current.is_none() {
+                    if let Some(i) = p
+                        .rotated
+                        .iter()
+                        .position(|r| r.dev == dev && r.inode == ino)
+                    {
+                        let reader = p.rotated.remove(i);
+                        p.current = Some(reader);
+                    }
+                }
                 if self.paths[idx].current.is_none() {
                     if let Err(msg) = self.open_current(idx, out) {
                         self.set_state(idx, PathState::Error(msg), out);
