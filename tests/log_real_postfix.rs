@@ -80,14 +80,20 @@ fn self_signed_cert(dir: &Path) -> (PathBuf, PathBuf) {
     let key = dir.join("key.pem");
     let cert = dir.join("cert.pem");
     let out = std::process::Command::new(openssl)
-        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2"])
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+        ])
         .args(["-subj", "/CN=tlsin.test.invalid", "-keyout"])
         .arg(&key)
         .arg("-out")
         .arg(&cert)
         .output()
         .unwrap();
-    assert!(out.status.success(), "openssl: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "openssl: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     (key, cert)
 }
 
@@ -163,7 +169,11 @@ fn counters_match_what_postfix_did() {
     // postconf -e (not a second main.cf line, which makes every daemon warn).
     pf.command(
         "postconf",
-        &["-e", "minimal_backoff_time=3600s", "maximal_backoff_time=7200s"],
+        &[
+            "-e",
+            "minimal_backoff_time=3600s",
+            "maximal_backoff_time=7200s",
+        ],
     );
     pf.postfix_cmd(&["reload"]);
     std::thread::sleep(Duration::from_secs(1));
@@ -225,7 +235,10 @@ fn counters_match_what_postfix_did() {
     sent_bytes += m.len() as u64;
     let t = send(
         "sender@example.com",
-        &["a@sink.test.invalid", "\"x, status=bounced (y)\"@sink.test.invalid"],
+        &[
+            "a@sink.test.invalid",
+            "\"x, status=bounced (y)\"@sink.test.invalid",
+        ],
         &m,
     );
     assert_eq!(t.rcpt_codes, vec![250, 250], "{t:?}");
@@ -327,7 +340,11 @@ fn counters_match_what_postfix_did() {
     e.c.discarded += 1;
     let m = msg("access hold");
     sent_bytes += m.len() as u64;
-    let t = send("sender@example.com", &[&rcpt("heldrcpt"), &rcpt("alice")], &m);
+    let t = send(
+        "sender@example.com",
+        &[&rcpt("heldrcpt"), &rcpt("alice")],
+        &m,
+    );
     assert_eq!(t.data_code, Some(250), "{t:?}");
     e.c.held += 1;
     e.c.received += 1;
@@ -355,7 +372,12 @@ fn counters_match_what_postfix_did() {
             })
         })
     };
-    assert!(settled(&pf), "queue did not settle: {:?}\n{}", pf.queue_json(), pf.log_text());
+    assert!(
+        settled(&pf),
+        "queue did not settle: {:?}\n{}",
+        pf.queue_json(),
+        pf.log_text()
+    );
 
     // --- postsuper -h on the deferred dead-relay message.
     pf.command("postsuper", &["-h", &dead_qid]);
@@ -366,7 +388,11 @@ fn counters_match_what_postfix_did() {
     // goes to the sender at the accepting sink.
     pf.command(
         "postconf",
-        &["-e", "maximal_queue_lifetime=1s", "bounce_queue_lifetime=1s"],
+        &[
+            "-e",
+            "maximal_queue_lifetime=1s",
+            "bounce_queue_lifetime=1s",
+        ],
     );
     pf.postfix_cmd(&["reload"]);
     std::thread::sleep(Duration::from_secs(2));
@@ -376,7 +402,11 @@ fn counters_match_what_postfix_did() {
             .iter()
             .all(|m| m["queue_name"].as_str() == Some("hold"))
     });
-    assert!(expired, "soft message did not expire: {:?}", pf.queue_json());
+    assert!(
+        expired,
+        "soft message did not expire: {:?}",
+        pf.queue_json()
+    );
     e.c.deferred += 1;
     e.c.expired += 1;
     e.c.generated += 1;
@@ -433,7 +463,7 @@ fn counters_match_what_postfix_did() {
 
     // --- The parser over the log Postfix wrote.
     let log = fs::read(&pf.log_path).unwrap();
-    let got = parse_paths(&[pf.log_path.clone()], &[]).unwrap();
+    let got = parse_paths(std::slice::from_ref(&pf.log_path), &[]).unwrap();
     let lines = log.iter().filter(|&&b| b == b'\n').count() as u64;
     e.c.lines_read = lines;
     // Every message that entered the queue from a client, by size: the size
@@ -451,19 +481,28 @@ fn counters_match_what_postfix_did() {
     let table_deferred: u64 = got.deliveries.values().map(|d| d.deferred).sum();
     let table_bounced: u64 = got.deliveries.values().map(|d| d.bounced).sum();
     // The table also counts local forwards and the discard transport.
-    assert_eq!(table_sent, e.c.delivered + e.c.forwarded + 1, "{:?}", got.deliveries);
+    assert_eq!(
+        table_sent,
+        e.c.delivered + e.c.forwarded + 1,
+        "{:?}",
+        got.deliveries
+    );
     assert_eq!(table_deferred, e.c.deferred);
     assert_eq!(table_bounced, e.c.bounced);
-    assert_eq!(got.deliveries["hardrelay"].bounced, 1, "{:?}", got.deliveries);
+    assert_eq!(
+        got.deliveries["hardrelay"].bounced, 1,
+        "{:?}",
+        got.deliveries
+    );
     assert_eq!(got.deliveries["discard"].sent, 1);
     assert_eq!(got.deliveries["pipe"].sent, 1);
     assert_eq!(got.deliveries["virtual"].sent, 1);
     e.c.deliveries = got.deliveries.clone();
 
     if std::env::var_os("PFAGENTX_SAVE_LOG").is_some() {
-        let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/postfix-3.7-sample.log");
-        let text = String::from_utf8_lossy(&log)
-            .replace(pf.dir().to_str().unwrap(), "/srv/pf");
+        let out =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/postfix-3.7-sample.log");
+        let text = String::from_utf8_lossy(&log).replace(pf.dir().to_str().unwrap(), "/srv/pf");
         fs::write(&out, text).unwrap();
     }
     let naive = naive_greps(&log);
