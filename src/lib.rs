@@ -3,7 +3,12 @@
 //! Data flows one way: `sources` (collectors) → `snapshot` (one set of values)
 //! → `mib` (OID tree) → `agentx` (session with the master agent).
 
+pub mod agentx;
+pub mod config;
+pub mod daemon;
+pub mod dump;
 pub mod mib;
+pub mod publisher;
 pub mod snapshot;
 pub mod snmp;
 pub mod sources;

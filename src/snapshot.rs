@@ -28,6 +28,19 @@ impl Snapshot {
             health: BTreeMap::new(),
         }
     }
+
+    /// The health row of `source`, created if new; `detail` replaces the
+    /// row's detail unless empty.
+    pub fn health_mut(&mut self, source: &str, detail: &str) -> &mut SourceHealth {
+        let h = self
+            .health
+            .entry(source.to_string())
+            .or_insert_with(|| SourceHealth::new(detail));
+        if !detail.is_empty() {
+            h.detail = detail.to_string();
+        }
+        h
+    }
 }
 
 #[derive(Debug, Clone)]

@@ -1,6 +1,7 @@
 //! The POSTFIX-MIB: its text, its OID layout, and the view built from a snapshot.
 
 pub mod build;
+pub mod names;
 pub mod text;
 pub mod view;
 

@@ -1,7 +1,10 @@
 //! Test harnesses that start real programs (Postfix, snmpd, ...) privately.
 #![allow(dead_code)]
 
+pub mod agent;
+pub mod mibs;
 pub mod postfix;
+pub mod snmpd;
 
 use std::net::{TcpListener, UdpSocket};
 use std::path::PathBuf;

@@ -363,7 +363,7 @@ impl Postfix {
         }
         let mut data_code = None;
         let mut data_text = String::new();
-        if mail_code == 250 && rcpt_codes.iter().any(|&c| c == 250) {
+        if mail_code == 250 && rcpt_codes.contains(&250) {
             let (code, _) = c.command("DATA");
             if code == 354 {
                 let (code, text) = c.send_data(message);

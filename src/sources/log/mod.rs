@@ -1,14 +1,18 @@
-//! Counters from the Postfix mail log.
+//! The Postfix mail log.
 //!
 //! `parser` classifies one line (zero-copy), `counters` turns lines into
 //! [`LogCounters`](crate::snapshot::LogCounters) with a bounded per-message
 //! state, `reader` splits any byte stream into lines, and `parse` counts
-//! whole files.
+//! whole files. `follow` tails log files across rotations, `journal` reads
+//! the systemd journal, and `state` saves counters and positions atomically.
 
 pub mod counters;
+pub mod follow;
+pub mod journal;
 pub mod parse;
 pub mod parser;
 pub mod reader;
+pub mod state;
 
 pub use counters::LogAccumulator;
 pub use parse::parse_paths;

@@ -1,0 +1,331 @@
+//! The log collector thread: follows the mail log (files or the journal),
+//! counts every line, publishes the counters and saves them with the read
+//! positions, so a restart resumes exactly where the last save left off.
+
+use super::Shutdown;
+use crate::config::{Config, LogSource, StartAt};
+use crate::publisher::Publisher;
+use crate::sources::log::follow::{FilePosition, FollowOptions, LineSink, LogFollower, StartFrom};
+use crate::sources::log::journal::{JournalConfig, JournalFollower, JournalSource};
+use crate::sources::log::state::{LoadOutcome, StateStore};
+use crate::sources::log::LogAccumulator;
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+const SOURCE: &str = "log";
+const STATE_SOURCE: &str = "state";
+const STATE_FILE: &str = "log-state.json";
+
+/// What is saved: counters and message state, and where reading stopped.
+/// Both are taken at the same moment, so they always agree.
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LogState {
+    pub accumulator: LogAccumulator,
+    #[serde(default)]
+    pub files: Vec<FilePosition>,
+    #[serde(default)]
+    pub journal_cursor: Option<String>,
+    /// When these counters started from zero (seconds since the epoch).
+    pub discontinuity_time: u64,
+}
+
+struct Counting<'a>(&'a mut LogAccumulator);
+
+impl LineSink for Counting<'_> {
+    fn line(&mut self, line: &[u8]) {
+        self.0.ingest_line(line);
+    }
+}
+
+/// Where lines come from.
+enum Input {
+    Files(LogFollower),
+    Journal(JournalFollower),
+}
+
+impl Input {
+    /// Reads what is available; returns (lines, more to read now, messages for the log).
+    fn poll(&mut self, acc: &mut LogAccumulator) -> std::io::Result<(u64, bool, Vec<String>)> {
+        let mut sink = Counting(acc);
+        match self {
+            Input::Files(f) => {
+                let out = f.poll(&mut sink)?;
+                let events = out.events.iter().map(ToString::to_string).collect();
+                Ok((out.lines, out.more, events))
+            }
+            Input::Journal(j) => {
+                let out = j.poll(&mut sink)?;
+                let events = out.events.iter().map(ToString::to_string).collect();
+                Ok((out.lines, out.more, events))
+            }
+        }
+    }
+
+    fn wait(&mut self, timeout: Duration) -> std::io::Result<()> {
+        match self {
+            Input::Files(f) => f.wait(timeout),
+            Input::Journal(j) => j.wait(timeout),
+        }
+    }
+
+    /// The current error, if the source is failing now.
+    fn current_error(&self) -> Option<String> {
+        match self {
+            Input::Files(f) => {
+                let errors: Vec<String> = f
+                    .status()
+                    .into_iter()
+                    .filter_map(|s| match s.state {
+                        crate::sources::log::follow::PathState::Error(e) => Some(e),
+                        crate::sources::log::follow::PathState::Waiting(w) => {
+                            Some(format!("waiting: {w}"))
+                        }
+                        crate::sources::log::follow::PathState::Following => None,
+                    })
+                    .collect();
+                (!errors.is_empty()).then(|| errors.join("; "))
+            }
+            Input::Journal(j) => j.last_error().map(str::to_string),
+        }
+    }
+
+    fn save_into(&self, state: &mut LogState) {
+        match self {
+            Input::Files(f) => state.files = f.positions(),
+            Input::Journal(j) => state.journal_cursor = j.cursor().map(str::to_string),
+        }
+    }
+}
+
+/// The log files to follow: configured, or the usual places, or Postfix's
+/// own `maillog_file`.
+pub fn resolve_paths(config: &Config) -> Result<Vec<PathBuf>> {
+    if !config.log.path.is_empty() {
+        return Ok(config.log.path.clone());
+    }
+    for p in ["/var/log/mail.log", "/var/log/maillog"] {
+        if Path::new(p).exists() {
+            return Ok(vec![PathBuf::from(p)]);
+        }
+    }
+    let maillog_file = crate::sources::queue::postconf_value(
+        Path::new("postconf"),
+        Some(&config.postfix.config_directory),
+        "maillog_file",
+    )
+    .unwrap_or_default();
+    if !maillog_file.trim().is_empty() {
+        return Ok(vec![PathBuf::from(maillog_file.trim())]);
+    }
+    bail!(
+        "no mail log found: neither /var/log/mail.log nor /var/log/maillog exists and \
+         Postfix has no maillog_file; set log.path, or log.source = \"journal\""
+    )
+}
+
+fn epoch_secs(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Loads the saved state, or starts fresh saying why.
+fn load_state(store: &StateStore, config: &Config) -> (LogState, bool) {
+    let fresh = || LogState {
+        accumulator: LogAccumulator::new(&config.log.syslog_names),
+        files: Vec::new(),
+        journal_cursor: None,
+        discontinuity_time: epoch_secs(SystemTime::now()),
+    };
+    match store.load::<LogState>() {
+        Ok(LoadOutcome::Loaded(mut s)) => {
+            s.accumulator
+                .set_extra_syslog_names(&config.log.syslog_names);
+            tracing::info!(
+                state = %store.path().display(),
+                "resuming counters and log positions from the saved state"
+            );
+            (s, true)
+        }
+        Ok(LoadOutcome::Missing) => {
+            tracing::info!(
+                state = %store.path().display(),
+                "no saved state: counters start at zero"
+            );
+            (fresh(), false)
+        }
+        Ok(LoadOutcome::Corrupt(reason)) => {
+            tracing::warn!(
+                state = %store.path().display(),
+                "saved state is unusable ({reason}): counters start at zero"
+            );
+            (fresh(), false)
+        }
+        Err(e) => {
+            tracing::warn!("cannot read the saved state ({e}): counters start at zero");
+            (fresh(), false)
+        }
+    }
+}
+
+fn open_input(config: &Config, state: &LogState, resumed: bool) -> Result<(Input, String)> {
+    let start = match config.log.start_at {
+        StartAt::End => StartFrom::End,
+        StartAt::Beginning => StartFrom::Beginning,
+    };
+    let use_journal = match config.log.source {
+        LogSource::Journal => true,
+        LogSource::File => false,
+        LogSource::Auto => resolve_paths(config).is_err(),
+    };
+    if use_journal {
+        let journal = JournalFollower::new(
+            JournalConfig::new(JournalSource::System),
+            state.journal_cursor.clone(),
+            start,
+        );
+        return Ok((Input::Journal(journal), "systemd journal".to_string()));
+    }
+    let paths = resolve_paths(config)?;
+    let detail = paths
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    // With saved positions, files not in the state are new: read them whole.
+    let start = if resumed { StartFrom::Beginning } else { start };
+    let follower = LogFollower::new(paths, &state.files, start, FollowOptions::default())
+        .context("set up inotify for the log files")?;
+    Ok((Input::Files(follower), detail))
+}
+
+/// Follows the log until shutdown, then saves the state one last time.
+pub fn run(config: Config, publisher: Arc<Publisher>, shutdown: Shutdown) {
+    let store = StateStore::new(config.state.directory.join(STATE_FILE));
+    let state_detail = store.path().display().to_string();
+    let (mut state, resumed) = load_state(&store, &config);
+    let discontinuity = SystemTime::UNIX_EPOCH + Duration::from_secs(state.discontinuity_time);
+    publisher.update(|s| {
+        s.agent.discontinuity_time = discontinuity;
+        s.log = Some(state.accumulator.counters().clone());
+    });
+    let save_every = Duration::from_secs(config.state.save_interval_seconds);
+
+    let mut input = None;
+    let mut detail = String::new();
+    let mut last_save = Instant::now();
+    let mut dirty = !resumed;
+    loop {
+        if input.is_none() {
+            match open_input(&config, &state, resumed) {
+                Ok((i, d)) => {
+                    tracing::info!("following the mail log: {d}");
+                    detail = d;
+                    input = Some(i);
+                }
+                Err(e) => {
+                    let msg = format!("{e:#}");
+                    tracing::warn!("{msg}");
+                    publisher.health(SOURCE, "no log", |h| h.failure(msg));
+                    if !shutdown.sleep(Duration::from_secs(10)) {
+                        break;
+                    }
+                    continue;
+                }
+            }
+        }
+        let Some(inp) = input.as_mut() else { continue };
+        let mut more = false;
+        match inp.poll(&mut state.accumulator) {
+            Ok((lines, m, events)) => {
+                more = m;
+                for e in &events {
+                    tracing::info!("log: {e}");
+                }
+                let error = inp.current_error();
+                if lines > 0 || !events.is_empty() {
+                    dirty |= lines > 0;
+                    let counters = state.accumulator.counters().clone();
+                    publisher.update(|s| {
+                        s.log = Some(counters);
+                        let h = s.health_mut(SOURCE, &detail);
+                        match &error {
+                            Some(err) => h.failure(err.clone()),
+                            None => h.success(SystemTime::now()),
+                        }
+                    });
+                } else if error.is_none() {
+                    publisher.health(SOURCE, &detail, |h| h.success(SystemTime::now()));
+                }
+            }
+            Err(e) => {
+                let msg = format!("reading the mail log: {e}");
+                tracing::warn!("{msg}");
+                publisher.health(SOURCE, &detail, |h| h.failure(msg));
+            }
+        }
+        if dirty && last_save.elapsed() >= save_every {
+            inp.save_into(&mut state);
+            save(&store, &state, &state_detail, &publisher);
+            last_save = Instant::now();
+            dirty = false;
+        }
+        if shutdown.requested() {
+            break;
+        }
+        if !more {
+            if let Err(e) = inp.wait(Duration::from_millis(500)) {
+                tracing::warn!("waiting for log changes: {e}");
+                shutdown.sleep(Duration::from_millis(500));
+            }
+        }
+    }
+    if let Some(inp) = &input {
+        inp.save_into(&mut state);
+    }
+    save(&store, &state, &state_detail, &publisher);
+}
+
+fn save(store: &StateStore, state: &LogState, detail: &str, publisher: &Publisher) {
+    match store.save(state) {
+        Ok(()) => publisher.health(STATE_SOURCE, detail, |h| h.success(SystemTime::now())),
+        Err(e) => {
+            // Counting goes on in memory; the next save retries.
+            let msg = format!("{e}");
+            tracing::warn!("cannot save the state: {msg}");
+            publisher.health(STATE_SOURCE, detail, |h| h.failure(msg));
+        }
+    }
+}
+
+/// For `dump`: the saved counters plus whatever the log holds beyond the
+/// saved positions, without saving anything.
+pub fn collect_once(config: &Config, publisher: &Publisher) {
+    let store = StateStore::new(config.state.directory.join(STATE_FILE));
+    let (mut state, resumed) = load_state(&store, config);
+    if resumed {
+        if let Ok((Input::Files(mut f), detail)) = open_input(config, &state, resumed) {
+            let mut sink = Counting(&mut state.accumulator);
+            loop {
+                match f.poll(&mut sink) {
+                    Ok(out) if out.more => continue,
+                    Ok(_) => break,
+                    Err(e) => {
+                        publisher.health(SOURCE, &detail, |h| h.failure(e.to_string()));
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    let discontinuity = SystemTime::UNIX_EPOCH + Duration::from_secs(state.discontinuity_time);
+    let counters = state.accumulator.counters().clone();
+    publisher.update(|s| {
+        s.agent.discontinuity_time = discontinuity;
+        s.log = Some(counters);
+    });
+}

@@ -1,0 +1,183 @@
+//! The running agent: wires collectors, the publisher and the AgentX session.
+//!
+//! Collectors run on their own threads (they block on files, sockets and
+//! /proc); the AgentX session runs on a small tokio runtime and only ever
+//! reads the published view, so no request waits for I/O.
+
+use crate::agentx::session::{self, MasterAddress, SessionConfig, SessionState};
+use crate::config::Config;
+use crate::mib::MibView;
+use crate::publisher::Publisher;
+use crate::snapshot::{AgentInfo, Snapshot};
+use anyhow::{bail, Context, Result};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime};
+use tokio::sync::{mpsc, watch};
+
+mod log;
+mod queue;
+
+/// A flag collectors poll between units of work, set once on SIGTERM/SIGINT.
+#[derive(Clone, Default)]
+pub struct Shutdown(Arc<AtomicBool>);
+
+impl Shutdown {
+    pub fn requested(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    fn request(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+
+    /// Sleeps up to `d`, waking early on shutdown. Returns false on shutdown.
+    pub fn sleep(&self, d: Duration) -> bool {
+        let end = std::time::Instant::now() + d;
+        while !self.requested() {
+            let now = std::time::Instant::now();
+            if now >= end {
+                return true;
+            }
+            std::thread::sleep((end - now).min(Duration::from_millis(200)));
+        }
+        false
+    }
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+fn agent_info() -> AgentInfo {
+    let now = SystemTime::now();
+    AgentInfo {
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        start_time: now,
+        discontinuity_time: now,
+    }
+}
+
+/// Runs the agent until SIGTERM or SIGINT.
+pub fn run(config: Config, allow_root: bool) -> Result<()> {
+    if is_root() && !allow_root {
+        bail!(
+            "refusing to run as root: the agent needs no root (see the README's security \
+             section); run it as its own user, or pass --allow-root"
+        );
+    }
+    let root = config.oid_root()?;
+    let master: MasterAddress = config
+        .agentx
+        .socket
+        .parse()
+        .map_err(|e: String| anyhow::anyhow!("agentx.socket: {e}"))?;
+    let publisher = Arc::new(Publisher::new(root.clone(), Snapshot::new(agent_info())));
+    let shutdown = Shutdown::default();
+
+    let mut workers: Vec<JoinHandle<()>> = Vec::new();
+    workers.extend(spawn_collectors(&config, &publisher, &shutdown)?);
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("start the tokio runtime")?;
+    let mut cfg = SessionConfig::new(master, root);
+    cfg.priority = config.agentx.priority;
+    cfg.timeout_secs = config.agentx.timeout_seconds;
+    cfg.ping_interval = Duration::from_secs(config.agentx.ping_interval_seconds);
+    cfg.backoff_max = Duration::from_secs(config.agentx.reconnect_max_seconds);
+    let result = runtime.block_on(serve(cfg, Arc::clone(&publisher), shutdown.clone()));
+    shutdown.request();
+    for w in workers {
+        if w.join().is_err() {
+            tracing::error!("a collector thread panicked during shutdown");
+        }
+    }
+    tracing::info!("stopped");
+    result
+}
+
+async fn serve(cfg: SessionConfig, publisher: Arc<Publisher>, shutdown: Shutdown) -> Result<()> {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let (state_tx, mut state_rx) = watch::channel(SessionState::Connecting);
+    // Notifications (traps) have no producer yet; the channel stays open.
+    let (_notify_tx, notify_rx) = mpsc::channel(64);
+    let session = tokio::spawn(session::run(
+        cfg.clone(),
+        publisher.view(),
+        notify_rx,
+        state_tx,
+        stop_rx,
+    ));
+    let detail = cfg.master.to_string();
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("install SIGTERM handler")?;
+    let mut refresh = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = sigterm.recv() => { tracing::info!("SIGTERM: shutting down"); break; }
+            _ = tokio::signal::ctrl_c() => { tracing::info!("SIGINT: shutting down"); break; }
+            _ = refresh.tick() => {
+                // Ages (oldest queued message) are relative to now.
+                publisher.refresh();
+            }
+            changed = state_rx.changed() => {
+                if changed.is_err() { break; }
+                let state = state_rx.borrow_and_update().clone();
+                publisher.health("agentx", &detail, |h| match &state {
+                    SessionState::Connected { .. } => h.success(SystemTime::now()),
+                    SessionState::Disconnected { reason } => h.failure(reason.clone()),
+                    SessionState::Connecting => {}
+                });
+            }
+        }
+    }
+    shutdown.request();
+    let _ = stop_tx.send(true);
+    match tokio::time::timeout(Duration::from_secs(5), session).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => Err(anyhow::anyhow!("AgentX session task failed: {e}")),
+        Err(_) => bail!("AgentX session did not stop within 5 s"),
+    }
+}
+
+/// Starts one thread per enabled collector.
+fn spawn_collectors(
+    config: &Config,
+    publisher: &Arc<Publisher>,
+    shutdown: &Shutdown,
+) -> Result<Vec<JoinHandle<()>>> {
+    let mut threads = Vec::new();
+    if config.log.enabled {
+        let (c, p, s) = (config.clone(), Arc::clone(publisher), shutdown.clone());
+        threads.push(spawn_named("log", move || log::run(c, p, s))?);
+    }
+    if config.queue.enabled {
+        let (c, p, s) = (config.clone(), Arc::clone(publisher), shutdown.clone());
+        threads.push(spawn_named("queue", move || queue::run(c, p, s))?);
+    }
+    Ok(threads)
+}
+
+fn spawn_named(name: &str, f: impl FnOnce() + Send + 'static) -> Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name(format!("collector-{name}"))
+        .spawn(f)
+        .with_context(|| format!("start the {name} collector thread"))
+}
+
+/// Collects every source once (for `dump`) and returns the view the agent would serve.
+pub fn collect_once(config: &Config) -> Result<MibView> {
+    let root = config.oid_root()?;
+    let publisher = Publisher::new(root, Snapshot::new(agent_info()));
+    if config.log.enabled {
+        log::collect_once(config, &publisher);
+    }
+    if config.queue.enabled {
+        queue::collect_once(config, &publisher);
+    }
+    Ok(publisher.view().load().as_ref().clone())
+}

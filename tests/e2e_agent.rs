@@ -1,0 +1,232 @@
+//! End-to-end: the built binary against a real snmpd, read back with the
+//! real net-snmp tools.
+
+mod support;
+
+use std::time::{Duration, Instant};
+use support::agent::{config_for_socket, run_cli, Agent, ROOT};
+use support::snmpd::Snmpd;
+use support::wait_until;
+
+const NO_COLLECTORS: &str =
+    "\n[log]\nenabled = false\n[queue]\nenabled = false\n[process]\nenabled = false\n";
+
+fn agent_for(snmpd: &Snmpd) -> Agent {
+    Agent::start(&(config_for_socket(&snmpd.socket_path()) + NO_COLLECTORS))
+}
+
+fn version_oid() -> String {
+    format!("{ROOT}.1.9.1.0")
+}
+
+/// Waits until our subtree answers through snmpd.
+fn wait_served(snmpd: &Snmpd, agent: &Agent, timeout: Duration) {
+    let oid = version_oid();
+    let ok = wait_until(timeout, || {
+        snmpd
+            .tool_with("snmpget", &["-t", "0.5", "-r", "0"], &[&oid])
+            .map(|o| o.stdout.contains("STRING"))
+            .unwrap_or(false)
+    });
+    assert!(
+        ok,
+        "agent not served within {timeout:?}\nagent log:\n{}\nsnmpd log:\n{}",
+        agent.log(),
+        snmpd.log()
+    );
+}
+
+#[test]
+fn scalars_exceptions_and_order_through_snmpd() {
+    let snmpd = Snmpd::start().unwrap();
+    let agent = agent_for(&snmpd);
+    wait_served(&snmpd, &agent, Duration::from_secs(10));
+
+    let out = snmpd.get(&[&version_oid()]).unwrap();
+    assert_eq!(
+        out.value_of(&version_oid()).as_deref(),
+        Some(format!("STRING: \"{}\"", env!("CARGO_PKG_VERSION")).as_str()),
+        "{out}"
+    );
+    // Inside our subtree but not an object / not an instance.
+    let no_object = format!("{ROOT}.1.9.77.0");
+    let no_instance = format!("{ROOT}.1.9.1.1");
+    let out = snmpd.get(&[&no_object, &no_instance]).unwrap();
+    assert_eq!(
+        out.value_of(&no_object).as_deref(),
+        Some("No Such Object available on this agent at this OID"),
+        "{out}"
+    );
+    assert_eq!(
+        out.value_of(&no_instance).as_deref(),
+        Some("No Such Instance currently exists at this OID"),
+        "{out}"
+    );
+
+    // GetNext from before, at and inside the subtree lands on our first object.
+    let first = format!("{ROOT}.1.9.1.0");
+    for start in [ROOT.to_string(), format!("{ROOT}.1"), format!("{ROOT}.1.9")] {
+        let out = snmpd.getnext(&[&start]).unwrap();
+        assert_eq!(out.oids(), vec![first.clone()], "getnext {start}: {out}");
+    }
+    // GetNext from our last object leaves the subtree (snmpd continues after us).
+    let walk = snmpd.walk(ROOT).unwrap();
+    let last = walk.oids().last().cloned().unwrap();
+    let out = snmpd.getnext(&[&last]).unwrap();
+    let next = out.oids().first().cloned().unwrap_or_default();
+    assert!(
+        !next.starts_with(ROOT),
+        "getnext after our last object stayed inside: {out}"
+    );
+
+    // walk and bulkwalk agree, in strictly increasing order.
+    let bulk = snmpd.bulkwalk(ROOT).unwrap();
+    assert!(walk.success() && bulk.success(), "{walk}\n{bulk}");
+    assert_eq!(walk.oids(), bulk.oids());
+    let parsed: Vec<Vec<u32>> = walk
+        .oids()
+        .iter()
+        .map(|o| o.split('.').map(|x| x.parse().unwrap()).collect())
+        .collect();
+    assert!(parsed.windows(2).all(|w| w[0] < w[1]), "{walk}");
+    assert!(parsed.len() >= 5, "{walk}");
+
+    // snmptable renders the source health table.
+    let table = support::mibs::tool_with_mib(
+        "snmptable",
+        &snmpd.address(),
+        &["-Cf", ",", "POSTFIX-MIB::postfixSourceTable"],
+    );
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        table.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&table.stderr)
+    );
+    // The row for the AgentX connection, status rendered by net-snmp from the MIB's enum.
+    assert!(
+        text.lines().any(|l| l.starts_with("agentx,ok,unix:")),
+        "{text}"
+    );
+}
+
+#[test]
+fn full_walk_passes_through_our_subtree_in_order() {
+    let snmpd = Snmpd::start().unwrap();
+    let agent = agent_for(&snmpd);
+    wait_served(&snmpd, &agent, Duration::from_secs(10));
+    for tool in ["snmpwalk", "snmpbulkwalk"] {
+        let out = snmpd.tool(tool, &[".1"]).unwrap();
+        assert!(out.success(), "{out}");
+        assert!(!out.stderr.contains("OID not increasing"), "{out}");
+        let ours = out.oids().iter().filter(|o| o.starts_with(ROOT)).count();
+        assert!(ours >= 5, "{tool} of .1 skipped our subtree: {out}");
+        // snmpd's own objects before ours were walked too.
+        assert!(
+            out.oids().iter().any(|o| o.starts_with("1.3.6.1.2.1.1.")),
+            "{out}"
+        );
+    }
+}
+
+#[test]
+fn set_is_not_writable_and_the_session_survives() {
+    let snmpd = Snmpd::start().unwrap();
+    let agent = agent_for(&snmpd);
+    wait_served(&snmpd, &agent, Duration::from_secs(10));
+    let out = snmpd.set(&version_oid(), "s", "x").unwrap();
+    assert!(!out.success(), "{out}");
+    assert!(out.stderr.contains("notWritable"), "{out}");
+    let out = snmpd.get(&[&version_oid()]).unwrap();
+    assert!(out.stdout.contains("STRING"), "{out}");
+    // The same session answered: no reconnect happened.
+    assert_eq!(
+        agent.log().matches("AgentX session opened").count(),
+        1,
+        "{}",
+        agent.log()
+    );
+}
+
+#[test]
+fn agent_started_first_connects_when_snmpd_comes_up() {
+    // Start snmpd to learn its paths, stop it, start the agent, then snmpd again.
+    let mut snmpd = Snmpd::start().unwrap();
+    snmpd.stop();
+    let _ = std::fs::remove_file(snmpd.socket_path());
+    let agent = agent_for(&snmpd);
+    std::thread::sleep(Duration::from_millis(1500));
+    snmpd.start_again().unwrap();
+    wait_served(&snmpd, &agent, Duration::from_secs(5));
+}
+
+#[test]
+fn snmpd_killed_and_restarted_five_times() {
+    let mut snmpd = Snmpd::start().unwrap();
+    let agent = agent_for(&snmpd);
+    wait_served(&snmpd, &agent, Duration::from_secs(10));
+    for round in 0..5 {
+        snmpd.kill(); // no Close PDU, stale socket file: like a crash
+        std::thread::sleep(Duration::from_millis(300));
+        snmpd.start_again().unwrap();
+        let t = Instant::now();
+        wait_served(&snmpd, &agent, Duration::from_secs(5));
+        eprintln!("round {round}: served again after {:?}", t.elapsed());
+    }
+    assert!(
+        agent.log().matches("AgentX session opened").count() >= 6,
+        "{}",
+        agent.log()
+    );
+}
+
+#[test]
+fn sigterm_during_backoff_exits_promptly() {
+    let mut snmpd = Snmpd::start().unwrap();
+    snmpd.stop();
+    let mut agent = agent_for(&snmpd);
+    std::thread::sleep(Duration::from_secs(2));
+    let (took, status) = agent
+        .terminate(Duration::from_secs(5))
+        .expect("agent did not exit within 5 s of SIGTERM");
+    assert!(took < Duration::from_secs(2), "took {took:?}");
+    assert!(status.success(), "{status:?}\n{}", agent.log());
+}
+
+#[test]
+fn refuses_root_without_allow_root() {
+    if !support::is_root() {
+        // As a normal user the refusal cannot be provoked; the flag check is
+        // then exercised by running as root in CI.
+        eprintln!("not root: nothing to refuse");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(
+        &cfg,
+        format!("[state]\ndirectory = \"{}\"\n", dir.path().display()),
+    )
+    .unwrap();
+    let out = run_cli(&["run", "-c", cfg.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("refusing to run as root"), "{err}");
+}
+
+#[test]
+fn check_config_names_an_unknown_key_and_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(&cfg, "[queue]\nmethod = \"showq\"\nintervall_seconds = 5\n").unwrap();
+    let out = run_cli(&["check-config", "-c", cfg.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("line 3") && err.contains("intervall_seconds"),
+        "{err}"
+    );
+    let out = run_cli(&["check-config", "-c", "/nonexistent/x.toml"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/x.toml"));
+}

@@ -1,0 +1,205 @@
+//! POSTFIX-MIB checks with the real tools: smilint, snmptranslate, and the
+//! agent's own OID layout against the MIB text.
+
+mod support;
+
+use postfix_agentx::mib::build_view;
+use postfix_agentx::mib::names::mib_nodes;
+use postfix_agentx::mib::text::{DEFAULT_ROOT, MIB_TEXT};
+use postfix_agentx::snapshot::*;
+use postfix_agentx::snmp::{Oid, Value};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, SystemTime};
+use support::mibs::base_mib_dir;
+use support::require_program;
+
+fn smilint(file: &Path) -> String {
+    require_program("smilint", "smitools");
+    let out = Command::new("smilint")
+        .args(["-s", "-l", "6"])
+        .arg(file)
+        .env("SMIPATH", base_mib_dir())
+        .output()
+        .expect("run smilint");
+    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+}
+
+/// smilint's `-s` shows `[level]`; levels 0-3 are errors, 4-6 warnings.
+fn errors(report: &str) -> Vec<&str> {
+    report
+        .lines()
+        .filter(|l| {
+            l.split_once(": [")
+                .and_then(|(_, rest)| rest.chars().next())
+                .is_some_and(|c| matches!(c, '0'..='3'))
+        })
+        .collect()
+}
+
+#[test]
+fn smilint_level_6_reports_no_errors() {
+    let report = smilint(Path::new("mibs/POSTFIX-MIB.txt"));
+    assert!(errors(&report).is_empty(), "smilint errors:\n{report}");
+    // It really checked our module: the known harmless warning is there.
+    assert!(
+        report.contains("POSTFIX-MIB.txt"),
+        "smilint said nothing about our file:\n{report}"
+    );
+}
+
+fn snmptranslate(mib_dir: &Path, args: &[&str]) -> String {
+    require_program("snmptranslate", "snmp");
+    let dirs = format!("{}:{}", base_mib_dir().display(), mib_dir.display());
+    let out = Command::new("snmptranslate")
+        .args(["-M", &dirs, "-m", "POSTFIX-MIB"])
+        .args(args)
+        .output()
+        .expect("run snmptranslate");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "snmptranslate {args:?} failed: {stderr}"
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned() + &stderr
+}
+
+#[test]
+fn net_snmp_loads_the_mib_and_agrees_on_every_oid() {
+    let tree = snmptranslate(Path::new("mibs"), &["-Tp"]);
+    assert!(tree.contains("postfixDelivered"), "{tree}");
+    assert!(!tree.contains("Cannot find module"), "{tree}");
+    let root = Oid::parse(DEFAULT_ROOT).unwrap();
+    let nodes = mib_nodes(MIB_TEXT, &root);
+    assert!(nodes.len() > 100, "only {} nodes parsed", nodes.len());
+    let names: Vec<String> = nodes
+        .iter()
+        .map(|n| format!("POSTFIX-MIB::{}", n.name))
+        .collect();
+    let mut args = vec!["-On"];
+    args.extend(names.iter().map(String::as_str));
+    let out = snmptranslate(Path::new("mibs"), &args);
+    let oids: Vec<&str> = out.lines().filter(|l| l.starts_with('.')).collect();
+    assert_eq!(oids.len(), nodes.len(), "{out}");
+    for (node, got) in nodes.iter().zip(oids) {
+        assert_eq!(got, format!(".{}", node.oid), "{}", node.name);
+    }
+}
+
+#[test]
+fn rerooted_mib_lints_and_moves_every_object() {
+    let bin = env!("CARGO_BIN_EXE_postfix-agentx");
+    let out = Command::new(bin)
+        .args(["mib", "--root", "1.3.6.1.4.1.99999.7"])
+        .output()
+        .expect("run postfix-agentx mib");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("POSTFIX-MIB.txt");
+    std::fs::write(&file, &out.stdout).unwrap();
+    let report = smilint(&file);
+    assert!(errors(&report).is_empty(), "{report}");
+    let got = snmptranslate(dir.path(), &["-On", "POSTFIX-MIB::postfixDelivered"]);
+    assert_eq!(got.trim(), ".1.3.6.1.4.1.99999.7.1.1.1");
+}
+
+/// A snapshot with every part and table filled, as all collectors would.
+fn full_snapshot() -> Snapshot {
+    let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+    let mut s = Snapshot::new(AgentInfo {
+        version: "test".into(),
+        start_time: t,
+        discontinuity_time: t,
+    });
+    let mut log = LogCounters::default();
+    log.deliveries
+        .insert("smtp".into(), DeliveryCount::default());
+    s.log = Some(log);
+    s.queue = Some(QueueStatus {
+        method: QueueMethod::Showq,
+        rows: vec![QueueRow {
+            queue: QueueName::Deferred,
+            messages: 1,
+            bytes: 10,
+            oldest_arrival: Some(t),
+        }],
+        scan_time: t,
+        scan_duration: Duration::from_millis(3),
+    });
+    s.processes = Some(ProcessStatus {
+        config_directory: "/etc/postfix".into(),
+        rows: vec![ProcessRow {
+            name: "qmgr".into(),
+            services: "qmgr".into(),
+            instances: 1,
+            cpu_centiseconds: 1,
+            cpu_percent: 0,
+            rss_bytes: 1,
+            vsize_bytes: 1,
+            state: ProcessState::Running,
+            oldest_start: Some(t),
+            restarts: 0,
+        }],
+        scan_time: t,
+    });
+    s.health = BTreeMap::from([("log".to_string(), SourceHealth::new("/var/log/mail.log"))]);
+    s
+}
+
+fn syntax_matches(syntax: &str, value: &Value) -> bool {
+    match value {
+        Value::Counter64(_) => syntax == "Counter64",
+        Value::Counter32(_) => syntax == "Counter32",
+        Value::Gauge32(_) => syntax == "Gauge32",
+        Value::Integer(_) => syntax == "INTEGER" || syntax == "Integer32",
+        Value::OctetString(_) => syntax == "DisplayString" || syntax == "DateAndTime",
+        _ => false,
+    }
+}
+
+#[test]
+fn every_served_oid_is_a_mib_object_of_the_right_type() {
+    let root = Oid::parse(DEFAULT_ROOT).unwrap();
+    let nodes = mib_nodes(MIB_TEXT, &root);
+    let view = build_view(&root, &full_snapshot(), SystemTime::now());
+    let mut served = std::collections::BTreeSet::new();
+    for (oid, value) in view.entries() {
+        let node = nodes
+            .iter()
+            .filter(|n| oid.starts_with(&n.oid) && n.syntax.is_some())
+            .max_by_key(|n| n.oid.len())
+            .unwrap_or_else(|| panic!("{oid} is no MIB object"));
+        let syntax = node.syntax.as_deref().unwrap();
+        assert!(
+            syntax_matches(syntax, value),
+            "{} is {syntax} in the MIB but served as {value:?}",
+            node.name
+        );
+        served.insert(node.name.clone());
+    }
+    // Every readable object of the groups that have a collector is served.
+    let no_collector_yet = ["postfixProbe", "postfixCert"];
+    for n in &nodes {
+        let readable = n
+            .syntax
+            .as_deref()
+            .is_some_and(|s| !s.starts_with("SEQUENCE") && !s.starts_with("Postfix"));
+        let index = n.name.ends_with("Index")
+            || n.name.ends_with("Key")
+            || n.name.ends_with("Reason")
+            || n.name.ends_with("Service")
+            || n.name.ends_with("Daemon");
+        if readable && !index && !no_collector_yet.iter().any(|p| n.name.starts_with(p)) {
+            assert!(
+                served.contains(&n.name),
+                "{} is in the MIB but never served",
+                n.name
+            );
+        }
+    }
+}
