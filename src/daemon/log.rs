@@ -188,7 +188,10 @@ fn open_input(config: &Config, state: &LogState, resumed: bool) -> Result<(Input
             state.journal_cursor.clone(),
             start,
         );
-        return Ok((Input::Journal(Box::new(journal)), "systemd journal".to_string()));
+        return Ok((
+            Input::Journal(Box::new(journal)),
+            "systemd journal".to_string(),
+        ));
     }
     let paths = resolve_paths(config)?;
     let detail = paths
