@@ -91,9 +91,7 @@ pub struct LogCounters {
 }
 
 /// Reason classes for rejections. The discriminant is the MIB index.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum RejectReason {
     Rbl = 1,
