@@ -463,7 +463,7 @@ fn counters_match_what_postfix_did() {
 
     // --- The parser over the log Postfix wrote.
     let log = fs::read(&pf.log_path).unwrap();
-    let got = parse_paths(&[pf.log_path.clone()], &[]).unwrap();
+    let got = parse_paths(std::slice::from_ref(&pf.log_path), &[]).unwrap();
     let lines = log.iter().filter(|&&b| b == b'\n').count() as u64;
     e.c.lines_read = lines;
     // Every message that entered the queue from a client, by size: the size

@@ -17,6 +17,7 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::{mpsc, watch};
 
 mod log;
+mod process;
 mod queue;
 
 /// A flag collectors poll between units of work, set once on SIGTERM/SIGINT.
@@ -159,6 +160,10 @@ fn spawn_collectors(
         let (c, p, s) = (config.clone(), Arc::clone(publisher), shutdown.clone());
         threads.push(spawn_named("queue", move || queue::run(c, p, s))?);
     }
+    if config.process.enabled {
+        let (c, p, s) = (config.clone(), Arc::clone(publisher), shutdown.clone());
+        threads.push(spawn_named("process", move || process::run(c, p, s))?);
+    }
     Ok(threads)
 }
 
@@ -178,6 +183,9 @@ pub fn collect_once(config: &Config) -> Result<MibView> {
     }
     if config.queue.enabled {
         queue::collect_once(config, &publisher);
+    }
+    if config.process.enabled {
+        process::collect_once(config, &publisher);
     }
     Ok(publisher.view().load().as_ref().clone())
 }

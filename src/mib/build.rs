@@ -6,7 +6,7 @@
 
 use super::MibView;
 use crate::snapshot::{
-    HealthState, LogCounters, ProcessStatus, QueueStatus, RejectReason, Snapshot,
+    CertRow, HealthState, LogCounters, ProbeRow, ProcessStatus, QueueStatus, RejectReason, Snapshot,
 };
 use crate::snmp::{Oid, Value};
 use std::time::SystemTime;
@@ -16,6 +16,8 @@ pub mod arc {
     pub const LOG: [u32; 2] = [1, 1];
     pub const QUEUE: [u32; 2] = [1, 2];
     pub const PROCESS: [u32; 2] = [1, 3];
+    pub const PROBE: [u32; 2] = [1, 4];
+    pub const CERT: [u32; 2] = [1, 5];
     pub const AGENT: [u32; 2] = [1, 9];
     /// Table OIDs below their group, and `entry` = 1 below the table.
     pub const REJECT_TABLE: u32 = 30;
@@ -102,6 +104,12 @@ pub fn build_view(root: &Oid, snapshot: &Snapshot, now: SystemTime) -> MibView {
     }
     if let Some(processes) = &snapshot.processes {
         process_entries(&mut e, processes);
+    }
+    if let Some(probes) = &snapshot.probes {
+        probe_entries(&mut e, probes);
+    }
+    if let Some(certs) = &snapshot.certs {
+        cert_entries(&mut e, certs);
     }
     agent_entries(&mut e, snapshot);
     MibView::from_entries(e.out)
@@ -203,6 +211,46 @@ fn process_entries(e: &mut Entries, p: &ProcessStatus) {
             Value::Counter32(u32::try_from(row.restarts).unwrap_or(u32::MAX)),
         );
         e.column(g, t, 11, &idx, Value::string(&row.services));
+    }
+}
+
+fn probe_entries(e: &mut Entries, probes: &[ProbeRow]) {
+    let (g, t) = (arc::PROBE, arc::GROUP_TABLE);
+    for p in probes {
+        if p.name.is_empty() || p.name.len() > 32 {
+            continue;
+        }
+        let idx = string_index(&p.name);
+        e.column(g, t, 2, &idx, Value::string(&p.name));
+        e.column(g, t, 3, &idx, Value::Integer(p.kind as i32));
+        e.column(g, t, 4, &idx, Value::string(truncate(&p.target, 255)));
+        e.column(g, t, 5, &idx, Value::Integer(p.state as i32));
+        e.column(g, t, 6, &idx, gauge(p.latency_ms));
+        e.column(g, t, 7, &idx, Value::Counter64(p.successes));
+        e.column(g, t, 8, &idx, Value::Counter64(p.failures));
+        e.column(g, t, 9, &idx, date_and_time(p.last_success));
+        e.column(g, t, 10, &idx, Value::string(truncate(&p.last_error, 255)));
+        e.column(g, t, 11, &idx, gauge(p.banner_ms));
+        e.column(g, t, 12, &idx, gauge(p.consecutive_failures));
+    }
+}
+
+fn cert_entries(e: &mut Entries, certs: &[CertRow]) {
+    let (g, t) = (arc::CERT, arc::GROUP_TABLE);
+    for c in certs {
+        if c.name.is_empty() || c.name.len() > 64 {
+            continue;
+        }
+        let idx = string_index(&c.name);
+        let days = i32::try_from(c.days_to_expiry).unwrap_or(if c.days_to_expiry < 0 {
+            i32::MIN
+        } else {
+            i32::MAX
+        });
+        e.column(g, t, 2, &idx, Value::string(&c.name));
+        e.column(g, t, 3, &idx, Value::string(truncate(&c.subject, 255)));
+        e.column(g, t, 4, &idx, date_and_time(Some(c.not_after)));
+        e.column(g, t, 5, &idx, Value::Integer(days));
     }
 }
 

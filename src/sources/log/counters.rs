@@ -471,3 +471,350 @@ fn update_delivery_row(
         counters.deliveries.insert(name.to_owned(), row);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::snapshot::RejectReason;
+
+    fn count_with(names: &[String], text: &str) -> LogCounters {
+        let mut acc = LogAccumulator::new(names);
+        for line in text.lines() {
+            acc.ingest_line(line.trim_start().as_bytes());
+        }
+        acc.counters
+    }
+
+    fn count(text: &str) -> LogCounters {
+        count_with(&[], text)
+    }
+
+    /// One message from an SMTP client through to a delivery.
+    const SMTP_MESSAGE: &str = "\
+        Nov 29 13:13:38 mx postfix/smtpd[100]: connect from client.example[192.0.2.1]
+        Nov 29 13:13:38 mx postfix/smtpd[100]: 4F3A21C0D2: client=client.example[192.0.2.1]
+        Nov 29 13:13:38 mx postfix/cleanup[101]: 4F3A21C0D2: message-id=<m1@example.com>
+        Nov 29 13:13:38 mx postfix/smtpd[100]: disconnect from client.example[192.0.2.1] ehlo=1 mail=1 rcpt=1 data=1 quit=1 commands=5
+        Nov 29 13:13:38 mx postfix/qmgr[102]: 4F3A21C0D2: from=<a@example.com>, size=1234, nrcpt=2 (queue active)
+        Nov 29 13:13:39 mx postfix/local[103]: 4F3A21C0D2: to=<u@mx.example>, relay=local, delay=0.52, delays=0.1/0.01/0/0.41, dsn=2.0.0, status=sent (delivered to mailbox)
+        Nov 29 13:13:39 mx postfix/smtp[104]: 4F3A21C0D2: to=<r@remote.example>, relay=mx.remote.example[198.51.100.7]:25, delay=1.5, delays=0.1/0/0.4/1, dsn=2.0.0, status=sent (250 2.0.0 Ok: queued as 1234)
+        Nov 29 13:13:39 mx postfix/qmgr[102]: 4F3A21C0D2: removed";
+
+    #[test]
+    fn smtp_message_is_received_once_and_delivered_per_recipient() {
+        let c = count(SMTP_MESSAGE);
+        assert_eq!(c.received, 1);
+        assert_eq!(c.received_bytes, 1234);
+        assert_eq!(c.delivered, 2);
+        assert_eq!(c.smtp_connections, 1);
+        assert_eq!(c.lines_read, 8);
+        assert_eq!(c.lines_unparsed, 0);
+        assert_eq!(c.deliveries["local"].sent, 1);
+        assert_eq!(c.deliveries["local"].delay_ms_sum, 520);
+        assert_eq!(c.deliveries["smtp"].delay_ms_sum, 1500);
+    }
+
+    #[test]
+    fn deferred_retry_is_not_received_again() {
+        let c = count(
+            "Nov 29 13:13:38 mx postfix/pickup[9]: 4F3A21C0D3: uid=1000 from=<me@example.com>
+             Nov 29 13:13:38 mx postfix/cleanup[10]: 4F3A21C0D3: message-id=<x@y>
+             Nov 29 13:13:38 mx postfix/qmgr[11]: 4F3A21C0D3: from=<me@example.com>, size=500, nrcpt=1 (queue active)
+             Nov 29 13:13:40 mx postfix/smtp[12]: 4F3A21C0D3: to=<r@remote.example>, relay=none, delay=2, delays=0/0/2/0, dsn=4.4.1, status=deferred (connect to remote.example[198.51.100.1]:25: Connection refused)
+             Nov 29 14:13:38 mx postfix/qmgr[11]: 4F3A21C0D3: from=<me@example.com>, size=500, nrcpt=1 (queue active)
+             Nov 29 14:13:40 mx postfix/smtp[12]: 4F3A21C0D3: to=<r@remote.example>, relay=none, delay=3602, delays=3600/0/2/0, dsn=4.4.1, status=deferred (connect to remote.example[198.51.100.1]:25: Connection refused)
+             Nov 29 15:13:38 mx postfix/qmgr[11]: 4F3A21C0D3: from=<me@example.com>, size=500, nrcpt=1 (queue active)
+             Nov 29 15:13:40 mx postfix/smtp[12]: 4F3A21C0D3: to=<r@remote.example>, relay=mx[198.51.100.1]:25, delay=7202, delays=7200/0/1/1, dsn=5.1.1, status=bounced (host mx[198.51.100.1] said: 550 5.1.1 no such user (in reply to RCPT TO command))
+             Nov 29 15:13:40 mx postfix/bounce[13]: 4F3A21C0D3: sender non-delivery notification: 5A1B2C3D4E
+             Nov 29 15:13:40 mx postfix/cleanup[10]: 5A1B2C3D4E: message-id=<notice@mx>
+             Nov 29 15:13:40 mx postfix/qmgr[11]: 5A1B2C3D4E: from=<>, size=2000, nrcpt=1 (queue active)
+             Nov 29 15:13:40 mx postfix/qmgr[11]: 4F3A21C0D3: removed",
+        );
+        assert_eq!(c.received, 1);
+        assert_eq!(c.received_bytes, 500);
+        assert_eq!(c.deferred, 2);
+        assert_eq!(c.bounced, 1);
+        // The bounce notice is generated, not received.
+        assert_eq!(c.generated, 1);
+        assert_eq!(c.deliveries["smtp"].deferred, 2);
+        assert_eq!(c.deliveries["smtp"].bounced, 1);
+        assert_eq!(
+            c.deliveries["smtp"].delay_ms_sum,
+            2000 + 3_602_000 + 7_202_000
+        );
+    }
+
+    #[test]
+    fn local_forward_is_forwarded_and_generated_not_delivered() {
+        let c = count(
+            "Nov 29 13:13:38 mx postfix/local[5]: 4F3A21C0D2: to=<ext@remote.example>, orig_to=<alias@mx>, relay=local, delay=0.03, delays=0/0/0/0.03, dsn=2.0.0, status=sent (forwarded as 6B7C8D9E0F)
+             Nov 29 13:13:38 mx postfix/local[5]: 4F3A21C0D2: to=<ext2@remote.example>, orig_to=<alias@mx>, relay=local, delay=0.03, delays=0/0/0/0.03, dsn=2.0.0, status=sent (forwarded as 6B7C8D9E0F)
+             Nov 29 13:13:38 mx postfix/qmgr[6]: 6B7C8D9E0F: from=<a@example.com>, size=900, nrcpt=2 (queue active)",
+        );
+        assert_eq!(c.forwarded, 2);
+        assert_eq!(c.delivered, 0);
+        // One new message for both recipients.
+        assert_eq!(c.generated, 1);
+        assert_eq!(c.received, 0);
+        assert_eq!(c.received_bytes, 0);
+    }
+
+    #[test]
+    fn discard_transport_is_not_delivered() {
+        let c = count(
+            "Nov 29 13:13:38 mx postfix/discard[5]: 4F3A21C0D2: to=<x@disc.example>, relay=none, delay=0.01, delays=0/0/0/0, dsn=2.0.0, status=sent (disc.example)",
+        );
+        assert_eq!(c.delivered, 0);
+        assert_eq!(c.deliveries["discard"].sent, 1);
+    }
+
+    #[test]
+    fn reject_warning_is_not_a_rejection_and_reasons_are_classified() {
+        let c = count(
+            "Nov 29 13:13:38 mx postfix/smtpd[1]: NOQUEUE: reject_warning: RCPT from c[192.0.2.1]: 554 5.7.1 <rw@mx>: Recipient address rejected: Access denied; from=<s@example.com> to=<rw@mx> proto=ESMTP helo=<c>
+             Nov 29 13:13:38 mx postfix/smtpd[1]: NOQUEUE: reject: RCPT from c[192.0.2.1]: 554 5.7.1 Service unavailable; Client host [192.0.2.1] blocked using zen.spamhaus.org; from=<s@example.com> to=<u@mx> proto=ESMTP helo=<c>
+             Nov 29 13:13:38 mx postfix/smtpd[1]: NOQUEUE: reject: RCPT from c[192.0.2.1]:4711: 450 4.7.1 <u@mx>: Recipient address rejected: Greylisted, see https://postgrey.schweikert.ch/; from=<s@example.com> to=<u@mx> proto=ESMTP helo=<c>
+             Nov 29 13:13:38 mx postfix/smtpd[1]: NOQUEUE: reject: RCPT from c[192.0.2.1]: 450 4.7.1 <c>: Helo command rejected: Host not found; from=<s@example.com> to=<u@mx> proto=ESMTP helo=<c>
+             Nov 29 13:13:38 mx postfix/smtpd[1]: NOQUEUE: reject: CONNECT from c[192.0.2.1]: 554 5.7.1 <c[192.0.2.1]>: Client host rejected: Access denied; proto=SMTP
+             Nov 29 13:13:38 mx postfix/smtpd[1]: 4F3A21C0D2: reject: RCPT from c[192.0.2.1]: 550 5.1.1 <nobody@mx>: Recipient address rejected: User unknown in virtual mailbox table; from=<s@example.com> to=<nobody@mx> proto=ESMTP helo=<c>
+             Nov 29 13:13:38 mx postfix/smtpd[1]: 4F3A21C0D2: milter-reject: END-OF-MESSAGE from c[192.0.2.1]: 5.7.1 Spam message rejected; from=<s@example.com> to=<u@mx> proto=ESMTP helo=<c>
+             Nov 29 13:13:38 mx postfix/postscreen[2]: NOQUEUE: reject: RCPT from [192.0.2.9]:52311: 550 5.7.1 Service unavailable; client [192.0.2.9] blocked using zen.spamhaus.org; from=<s@example.com>, to=<u@mx>, proto=ESMTP, helo=<c>
+             Nov 29 13:13:38 mx postfix/cleanup[3]: 4F3A21C0D4: reject: header Subject: buy now from c[192.0.2.1]; from=<s@example.com> to=<u@mx> proto=ESMTP helo=<c>: 5.7.1 spam
+             Nov 29 13:13:38 mx postfix/cleanup[3]: 4F3A21C0D5: milter-reject: END-OF-MESSAGE from c[192.0.2.1]: 4.7.1 Try again later; from=<s@example.com> to=<u@mx> proto=ESMTP helo=<c>
+             Nov 29 13:13:38 mx postfix/smtpd[1]: NOQUEUE: reject: RCPT from c[192.0.2.1]: 554 5.7.1 <\"Relay access denied\"@x.example>: Recipient address rejected: Access denied; from=<s@example.com> to=<\"Relay access denied\"@x.example> proto=ESMTP helo=<c>",
+        );
+        assert_eq!(c.rejected, 10);
+        let r = |reason| c.rejects.get(&reason).copied().unwrap_or_default();
+        assert_eq!(r(RejectReason::Rbl).total, 1);
+        assert_eq!(r(RejectReason::PolicyService).status_4xx, 1);
+        assert_eq!(r(RejectReason::HeloCheck).status_4xx, 1);
+        assert_eq!(r(RejectReason::ClientCheck).status_5xx, 1);
+        assert_eq!(r(RejectReason::UnknownUser).status_5xx, 1);
+        assert_eq!(r(RejectReason::Milter).total, 2);
+        assert_eq!(r(RejectReason::Milter).status_4xx, 1);
+        assert_eq!(r(RejectReason::Postscreen).status_5xx, 1);
+        assert_eq!(r(RejectReason::HeaderBodyCheck).status_5xx, 1);
+        // The client-chosen address does not make it a relay denial.
+        assert_eq!(r(RejectReason::RelayDenied).total, 0);
+        assert_eq!(r(RejectReason::Other).total, 1);
+    }
+
+    #[test]
+    fn sender_controlled_text_moves_no_counter() {
+        let c = count(
+            "Nov 29 13:13:38 mx postfix/cleanup[3]: 4F3A21C0D2: warning: header Subject: status=sent (delivered to mailbox) reject: hold: discard: fatal: panic: error: from c[192.0.2.1]; from=<s@example.com> to=<u@mx> proto=ESMTP helo=<c>
+             Nov 29 13:13:38 mx postfix/smtp[4]: 4F3A21C0D2: to=<\"x, status=bounced (y)\"@remote.example>, relay=r[198.51.100.1]:25, delay=1, delays=0/0/0/1, dsn=2.0.0, status=sent (250 2.0.0 Ok)
+             Nov 29 13:13:38 mx postfix/smtp[4]: 4F3A21C0D2: to=<\"status=sent\"@remote.example>, relay=r[198.51.100.1]:25, delay=1, delays=0/0/0/1, dsn=5.1.1, status=bounced (host r said: 550 status=sent (forwarded as 1234567ABC))
+             Nov 29 13:13:38 mx postfix/qmgr[5]: 4F3A21C0D6: from=<\"x>, size=999999, nrcpt=1 (queue active)\"@example.com>, size=10, nrcpt=1 (queue active)
+             Nov 29 13:13:38 mx postfix/qmgr[5]: 4F3A21C0D7: from=<\"x, size=5, nrcpt=1 (queue active)\"@example.com>, status=expired, returned to sender",
+        );
+        // The WARN action is neither a daemon warning nor anything else.
+        assert_eq!(c.log_warning, 0);
+        assert_eq!(c.log_fatal, 0);
+        assert_eq!(c.rejected, 0);
+        assert_eq!(c.held, 0);
+        assert_eq!(c.discarded, 0);
+        assert_eq!(c.delivered, 1);
+        assert_eq!(c.bounced, 1);
+        assert_eq!(c.forwarded, 0);
+        assert_eq!(c.expired, 1);
+    }
+
+    #[test]
+    fn quoted_sender_cannot_fake_the_size() {
+        let c = count(
+            "Nov 29 13:13:38 mx postfix/smtpd[1]: 4F3A21C0D6: client=c[192.0.2.1]
+             Nov 29 13:13:38 mx postfix/qmgr[5]: 4F3A21C0D6: from=<\"x>, size=999999, nrcpt=1 (queue active)\"@example.com>, size=10, nrcpt=1 (queue active)",
+        );
+        assert_eq!(c.received, 1);
+        assert_eq!(c.received_bytes, 10);
+    }
+
+    #[test]
+    fn other_programs_are_ignored_not_unparsed() {
+        let c = count(
+            "Nov 29 13:13:38 mx dovecot: imap-login: Login: user=<u>, method=PLAIN, rip=192.0.2.1
+             Nov 29 13:13:38 mx sshd[77]: error: kex_exchange_identification: Connection closed by remote host
+             Nov 29 13:13:38 mx dovecot[88]: lmtp(u): warning: status=sent reject: fatal: panic:
+             Nov 29 13:13:38 mx postfix-policyd-spf-python[9]: warning: whatever
+             this is not a syslog line",
+        );
+        assert_eq!(c.lines_read, 5);
+        assert_eq!(c.lines_unparsed, 1);
+        assert_eq!(c.log_error + c.log_warning + c.log_fatal + c.log_panic, 1);
+    }
+
+    #[test]
+    fn severities_directly_after_the_tag() {
+        let c = count(
+            "Nov 29 13:13:38 mx postfix/smtpd[1]: warning: TLS library problem: error:0A000126:SSL routines::unexpected eof while reading:../ssl/record/rec_layer_s3.c:308:
+             Nov 29 13:13:38 mx postfix/master[2]: warning: process /usr/lib/postfix/sbin/smtpd pid 1 exit status 1
+             Nov 29 13:13:38 mx postfix/smtpd[3]: fatal: open /etc/postfix/main.cf: Permission denied
+             Nov 29 13:13:38 mx postfix/qmgr[4]: panic: myfree: corrupt or unallocated memory block
+             Nov 29 13:13:38 mx postfix/sendmail[5]: error: unsupported option
+             Nov 29 13:13:38 mx postfix/smtpd[1]: warning: unknown[192.0.2.1]: SASL LOGIN authentication failed: UGFzc3dvcmQ6, sasl_username=bob
+             Nov 29 13:13:38 mx postfix/submission/smtpd[1]: warning: unknown[192.0.2.1]: SASL PLAIN authentication failed: authentication failure",
+        );
+        // The OpenSSL `error:` inside a warning is a warning.
+        assert_eq!(c.log_warning, 4);
+        assert_eq!(c.log_error, 1);
+        assert_eq!(c.log_fatal, 1);
+        assert_eq!(c.log_panic, 1);
+        assert_eq!(c.sasl_auth_failures, 2);
+    }
+
+    #[test]
+    fn tls_and_connections() {
+        let c = count(
+            "Nov 29 13:13:38 mx postfix/smtpd[1]: connect from c[192.0.2.1]
+             Nov 29 13:13:38 mx postfix/smtpd[1]: Anonymous TLS connection established from c[192.0.2.1]: TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits)
+             Nov 29 13:13:38 mx postfix/submission/smtpd[2]: connect from c[192.0.2.1]
+             Nov 29 13:13:38 mx postfix/submission/smtpd[2]: Trusted TLS connection established from c[192.0.2.1]: TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits)
+             Nov 29 13:13:38 mx postfix/smtp[3]: Verified TLS connection established to mx.example[198.51.100.1]:25: TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits)
+             Nov 29 13:13:38 mx postfix/lmtp[4]: Untrusted TLS connection established to lmtp.example[198.51.100.2]:24: TLSv1.2 with cipher ECDHE-RSA-AES256-GCM-SHA384 (256/256 bits)
+             Nov 29 13:13:38 mx postfix/postscreen[5]: CONNECT from [192.0.2.1]:4711 to [198.51.100.9]:25
+             Nov 29 13:13:38 mx postfix/smtpd[1]: disconnect from c[192.0.2.1] ehlo=2 starttls=1 quit=1 commands=4",
+        );
+        assert_eq!(c.smtp_connections, 2);
+        assert_eq!(c.tls_connections_in, 2);
+        assert_eq!(c.tls_connections_out, 2);
+    }
+
+    #[test]
+    fn held_message_is_received_once() {
+        let c = count(
+            "Nov 29 13:13:38 mx postfix/smtpd[1]: connect from c[192.0.2.1]
+             Nov 29 13:13:38 mx postfix/smtpd[1]: NOQUEUE: hold: RCPT from c[192.0.2.1]: <h@mx>: Recipient address triggers HOLD action; from=<s@example.com> to=<h@mx> proto=ESMTP helo=<c>
+             Nov 29 13:13:38 mx postfix/smtpd[1]: 4F3A21C0D2: client=c[192.0.2.1]
+             Nov 29 13:13:38 mx postfix/smtpd[1]: 4F3A21C0D2: hold: RCPT from c[192.0.2.1]: <h2@mx>: Recipient address triggers HOLD action; from=<s@example.com> to=<h2@mx> proto=ESMTP helo=<c>
+             Nov 29 13:13:38 mx postfix/cleanup[2]: 4F3A21C0D2: message-id=<m@x>
+             Nov 29 13:13:38 mx postfix/smtpd[1]: disconnect from c[192.0.2.1]
+             Nov 29 13:20:00 mx postfix/postsuper[3]: 4F3A21C0D2: released from hold
+             Nov 29 13:20:00 mx postfix/postsuper[3]: Released from hold: 1 message
+             Nov 29 13:20:01 mx postfix/qmgr[4]: 4F3A21C0D2: from=<s@example.com>, size=700, nrcpt=2 (queue active)",
+        );
+        assert_eq!(c.held, 1);
+        assert_eq!(c.received, 1);
+        // Bytes only become known when qmgr sees the released message.
+        assert_eq!(c.received_bytes, 700);
+    }
+
+    #[test]
+    fn hold_without_data_is_not_held() {
+        let c = count(
+            "Nov 29 13:13:38 mx postfix/smtpd[1]: connect from c[192.0.2.1]
+             Nov 29 13:13:38 mx postfix/smtpd[1]: NOQUEUE: hold: RCPT from c[192.0.2.1]: <h@mx>: Recipient address triggers HOLD action; from=<s@example.com> to=<h@mx> proto=ESMTP helo=<c>
+             Nov 29 13:13:38 mx postfix/smtpd[1]: 4F3A21C0D2: client=c[192.0.2.1]
+             Nov 29 13:13:38 mx postfix/smtpd[1]: lost connection after RCPT from c[192.0.2.1]
+             Nov 29 13:13:38 mx postfix/smtpd[1]: disconnect from c[192.0.2.1] ehlo=1 mail=1 rcpt=1 commands=3",
+        );
+        assert_eq!(c.held, 0);
+        assert_eq!(c.received, 0);
+    }
+
+    #[test]
+    fn header_hold_and_postsuper_hold() {
+        let c = count(
+            "Nov 29 13:13:38 mx postfix/pickup[1]: 4F3A21C0D2: uid=0 from=<root>
+             Nov 29 13:13:38 mx postfix/cleanup[2]: 4F3A21C0D2: hold: header Subject: x from local; from=<root> to=<u@mx>: held
+             Nov 29 13:13:38 mx postfix/cleanup[2]: 4F3A21C0D2: message-id=<m@x>
+             Nov 29 13:13:38 mx postfix/postsuper[3]: 4F3A21C0D3: placed on hold
+             Nov 29 13:13:38 mx postfix/postsuper[3]: 4F3A21C0D4: placed on hold
+             Nov 29 13:13:38 mx postfix/postsuper[3]: Placed on hold: 2 messages",
+        );
+        assert_eq!(c.held, 3);
+        // Only the pickup message is known to come from a client.
+        assert_eq!(c.received, 1);
+    }
+
+    #[test]
+    fn noqueue_and_header_discard_once_per_message() {
+        let c = count(
+            "Nov 29 13:13:38 mx postfix/smtpd[1]: connect from c[192.0.2.1]
+             Nov 29 13:13:38 mx postfix/smtpd[1]: NOQUEUE: discard: RCPT from c[192.0.2.1]: <d@mx>: Recipient address triggers DISCARD action; from=<s@example.com> to=<d@mx> proto=ESMTP helo=<c>
+             Nov 29 13:13:38 mx postfix/smtpd[1]: 4F3A21C0D2: client=c[192.0.2.1]
+             Nov 29 13:13:38 mx postfix/smtpd[1]: 4F3A21C0D2: discard: RCPT from c[192.0.2.1]: <d2@mx>: Recipient address triggers DISCARD action; from=<s@example.com> to=<d2@mx> proto=ESMTP helo=<c>
+             Nov 29 13:13:38 mx postfix/smtpd[1]: disconnect from c[192.0.2.1]
+             Nov 29 13:13:39 mx postfix/smtpd[1]: connect from c[192.0.2.1]
+             Nov 29 13:13:39 mx postfix/smtpd[1]: 4F3A21C0D3: client=c[192.0.2.1]
+             Nov 29 13:13:39 mx postfix/cleanup[2]: 4F3A21C0D3: discard: header Subject: x from c[192.0.2.1]; from=<s@example.com> to=<u@mx> proto=ESMTP helo=<c>: bye
+             Nov 29 13:13:39 mx postfix/cleanup[2]: 4F3A21C0D4: milter-discard: END-OF-MESSAGE from c[192.0.2.1]: milter triggers DISCARD action; from=<s@example.com> to=<u@mx> proto=ESMTP helo=<c>",
+        );
+        assert_eq!(c.discarded, 3);
+        assert_eq!(c.received, 0);
+    }
+
+    #[test]
+    fn rfc3339_timestamps_long_queue_ids_and_instance_names() {
+        let extra = vec!["mailout".to_string()];
+        let c = count_with(
+            &extra,
+            "2026-11-29T13:13:38.123456+00:00 mx postfix-out/smtpd[1]: 4Mn3Yq0Xb3z9tQ1: client=c[192.0.2.1]
+             2026-11-29T13:13:38.123456+00:00 mx postfix-out/cleanup[2]: 4Mn3Yq0Xb3z9tQ1: message-id=<m@x>
+             2026-11-29T13:13:38Z mx postfix-out/qmgr[3]: 4Mn3Yq0Xb3z9tQ1: from=<s@example.com>, size=42, nrcpt=1 (queue active)
+             2026-11-29T13:13:39.5+01:00 mx mailout/relay/smtp[4]: 4Mn3Yq0Xb3z9tQ1: to=<r@remote.example>, relay=r[198.51.100.1]:25, delay=0.25, delays=0/0/0/0.25, dsn=2.0.0, status=sent (250 ok)
+             Nov  9 03:03:03 mx postfix/submission/smtpd[5]: connect from c[192.0.2.1]
+             Nov  9 03:03:03.123456 mx postfix/smtpd[6]: connect from c[192.0.2.1]",
+        );
+        assert_eq!(c.received, 1);
+        assert_eq!(c.received_bytes, 42);
+        assert_eq!(c.delivered, 1);
+        assert_eq!(c.deliveries["relay"].sent, 1);
+        assert_eq!(c.deliveries["relay"].delay_ms_sum, 250);
+        assert_eq!(c.smtp_connections, 2);
+        assert_eq!(c.lines_unparsed, 0);
+        // Without the extra name, mailout/ is another program.
+        let c = count("Nov  9 03:03:03 mx mailout/smtp[4]: 4F3A21C0D2: to=<r@x>, relay=r, delay=1, delays=0/0/0/1, dsn=2.0.0, status=sent (ok)");
+        assert_eq!(c.delivered, 0);
+    }
+
+    #[test]
+    fn garbage_never_panics() {
+        let mut acc = LogAccumulator::new(&[]);
+        let lines: Vec<Vec<u8>> = vec![
+            b"Nov 29 13:13:38 mx postfix/smtpd[1]: \xff\xfe\x00 connect from \x00".to_vec(),
+            b"Nov 29 13:13:38 mx postfix/qmgr[1]: 4F3A21C0D2: from=<\xff".to_vec(),
+            b"Nov 29 13:13:38 mx postfix/local[1]: 4F3A21C0D2: to=<\"unterminated".to_vec(),
+            b"Nov 29 13:13:38 mx postfix/smtpd[99999999999999]: warning: x".to_vec(),
+            b"Nov 29 13:13:38 mx postfix/smtpd[1]:".to_vec(),
+            b"Nov 29 13:13:38 mx".to_vec(),
+            b"\x00\x00\x00".to_vec(),
+            Vec::new(),
+            b"Nov 29 13:13:38 mx postfix/local[1]: 4F3A21C0D2: to=<a@b>, relay=local, delay=99999999999999999999.9999, delays=0, dsn=2.0.0, status=sent (x)".to_vec(),
+            b"2026-11-29T13:13:38 mx postfix/\xc3[1]: 4F3A21C0D2: to=<a@b>, relay=local, delay=1, dsn=2.0.0, status=sent (x)".to_vec(),
+        ];
+        for line in &lines {
+            acc.ingest_line(line);
+        }
+        assert_eq!(acc.counters.lines_read, lines.len() as u64);
+        assert_eq!(acc.counters.lines_unparsed, 3);
+        assert_eq!(acc.counters.log_warning, 1);
+    }
+
+    #[test]
+    fn qid_memory_is_bounded() {
+        let mut acc = LogAccumulator::with_capacity(&[], 1000);
+        for i in 0..100_000u32 {
+            let line = format!(
+                "Nov 29 13:13:38 mx postfix/smtpd[1]: {:010X}: client=c[192.0.2.1]",
+                i + 0x100000
+            );
+            acc.ingest_line(line.as_bytes());
+            assert!(acc.tracked_queue_ids() <= 1000);
+        }
+        // Recent messages are still known.
+        acc.ingest_line(b"Nov 29 13:13:38 mx postfix/qmgr[2]: 000011869F: from=<a@b>, size=1, nrcpt=1 (queue active)");
+        assert_eq!(acc.counters.received, 1);
+    }
+
+    #[test]
+    fn state_survives_serialization() {
+        let mut acc = LogAccumulator::new(&[]);
+        acc.ingest_line(b"Nov 29 13:13:38 mx postfix/smtpd[1]: 4F3A21C0D2: client=c[192.0.2.1]");
+        let json = serde_json::to_string(&acc).unwrap();
+        let mut restored: LogAccumulator = serde_json::from_str(&json).unwrap();
+        restored.ingest_line(b"Nov 29 13:13:38 mx postfix/qmgr[2]: 4F3A21C0D2: from=<a@b>, size=10, nrcpt=1 (queue active)");
+        assert_eq!(restored.counters.received, 1);
+        assert_eq!(restored.counters.lines_read, 2);
+    }
+}

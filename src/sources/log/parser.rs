@@ -594,15 +594,13 @@ fn parse_qmgr_from(s: &[u8]) -> Option<Action<'_>> {
 /// <addr>: reason; from=<..> ...`; cleanup: `header|body TEXT from ...; ...:
 /// 5.7.1 text`.
 fn classify_reject(program: &[u8], milter: bool, text: &[u8]) -> (RejectReason, StatusClass) {
-    if program == b"cleanup" {
+    if program == b"cleanup" && !milter {
         let class = match memmem::rfind(text, b">: ") {
             Some(at) => status_class(&text[at + 3..]),
             None => StatusClass::Unknown,
         };
         let (what, _) = split_token(text);
-        let reason = if milter {
-            RejectReason::Milter
-        } else if matches!(
+        let reason = if matches!(
             what,
             b"header" | b"body" | b"mime-header" | b"nested-header"
         ) {
@@ -614,7 +612,7 @@ fn classify_reject(program: &[u8], milter: bool, text: &[u8]) -> (RejectReason, 
         };
         return (reason, class);
     }
-    // smtpd / postscreen: skip `CMD from host[addr][:port]: `.
+    // smtpd / postscreen / milter: skip `CMD from host[addr][:port]: `.
     let reply = match memmem::find(text, b"]") {
         Some(close) => {
             let after = &text[close + 1..];
@@ -682,5 +680,82 @@ fn status_class(reply: &[u8]) -> StatusClass {
         Some(b'4') => StatusClass::Temporary,
         Some(b'5') => StatusClass::Permanent,
         _ => StatusClass::Unknown,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queue_ids() {
+        for id in ["4F3A21C0D2", "C0D2A1", "4Mn3Yq0Xb3z9tQ1", "3ZQLFb6XTCz4wtN"] {
+            assert!(is_queue_id(id.as_bytes()), "{id}");
+        }
+        for id in [
+            "NOQUEUE",
+            "warning",
+            "4f3a21c0d2",
+            "ABC",
+            "reject",
+            "4Mn3Yq0Xb39tQ1",
+            "removed",
+            "statuszzzzzzz",
+            "",
+        ] {
+            assert!(!is_queue_id(id.as_bytes()), "{id}");
+        }
+    }
+
+    #[test]
+    fn tag_parts() {
+        let line =
+            b"Nov 29 13:13:38 mx postfix-out/submission/smtpd[42]: connect from c[192.0.2.1]";
+        let Line::Postfix(p) = parse_line(line, &[]) else {
+            panic!("not a Postfix line");
+        };
+        assert_eq!(p.tag.syslog_name, b"postfix-out");
+        assert_eq!(p.tag.service, b"submission");
+        assert_eq!(p.tag.program, b"smtpd");
+        assert_eq!(p.tag.pid, Some(42));
+        assert_eq!(p.event, Event::SmtpdConnect);
+    }
+
+    #[test]
+    fn prefixes() {
+        assert_eq!(
+            parse_line(b"Nov 29 13:13:38 mx sshd[1]: x", &[]),
+            Line::Foreign
+        );
+        assert_eq!(parse_line(b"Nov 29 13:13:38 mx", &[]), Line::Unparsed);
+        assert_eq!(
+            parse_line(b"29 Nov 13:13:38 mx postfix/smtpd[1]: x", &[]),
+            Line::Unparsed
+        );
+        assert_eq!(
+            parse_line(b"Nov 29 13:13:38 mx postfix/smtpd[1 x", &[]),
+            Line::Unparsed
+        );
+        assert!(matches!(
+            parse_line(
+                b"2026-11-29T13:13:38.123456+00:00 mx postfix/qmgr[1]: 4F3A21C0D2: removed",
+                &[]
+            ),
+            Line::Postfix(PostfixLine {
+                event: Event::Message {
+                    action: Action::Removed,
+                    ..
+                },
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn delay_parsing() {
+        assert_eq!(parse_seconds_ms(b"0.52"), 520);
+        assert_eq!(parse_seconds_ms(b"12"), 12_000);
+        assert_eq!(parse_seconds_ms(b"1.23456"), 1234);
+        assert_eq!(parse_seconds_ms(b"x"), 0);
     }
 }

@@ -148,3 +148,138 @@ impl<R: Read> LineReader<R> {
         self.end < self.buf.len()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::RefCell;
+    use std::rc::Rc;
+
+    fn all_lines<R: Read>(reader: &mut LineReader<R>) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        while let Some(line) = reader.next_line().unwrap() {
+            out.push(line.to_vec());
+        }
+        out
+    }
+
+    /// A source that returns at most `step` bytes per read.
+    struct Trickle {
+        data: Vec<u8>,
+        pos: usize,
+        step: usize,
+    }
+
+    impl Read for Trickle {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = self.step.min(buf.len()).min(self.data.len() - self.pos);
+            buf[..n].copy_from_slice(&self.data[self.pos..self.pos + n]);
+            self.pos += n;
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn splits_lines_with_nul_and_invalid_utf8() {
+        let data = b"one\n\xff\xfe two\x00\n\nlast".to_vec();
+        let mut r = LineReader::new(&data[..]);
+        assert_eq!(
+            all_lines(&mut r),
+            vec![b"one".to_vec(), b"\xff\xfe two\x00".to_vec(), Vec::new()]
+        );
+        // The last line has no newline: it is not handed out as a line.
+        assert_eq!(r.partial_line(), b"last");
+        assert_eq!(r.pending_bytes(), 4);
+        assert_eq!(r.consumed_bytes(), data.len() as u64 - 4);
+    }
+
+    #[test]
+    fn same_lines_whatever_the_read_sizes() {
+        let mut data = Vec::new();
+        for i in 0..5000 {
+            data.extend_from_slice(format!("line number {i} {}\n", "x".repeat(i % 300)).as_bytes());
+        }
+        let whole = all_lines(&mut LineReader::new(&data[..]));
+        for step in [1, 7, 4096, 1 << 20] {
+            let mut r = LineReader::new(Trickle {
+                data: data.clone(),
+                pos: 0,
+                step,
+            });
+            assert_eq!(all_lines(&mut r), whole, "step {step}");
+            assert_eq!(r.consumed_bytes(), data.len() as u64);
+        }
+        assert_eq!(whole.len(), 5000);
+    }
+
+    #[test]
+    fn huge_line_is_cut_and_counts_once() {
+        let mut data = b"before\n".to_vec();
+        data.extend_from_slice(b"Nov 29 13:13:38 mx postfix/smtpd[1]: warning: ");
+        data.extend_from_slice(&vec![b'a'; 5 * 1024 * 1024]);
+        data.extend_from_slice(b"\nafter\n");
+        for step in [1 << 20, 65536, 1000] {
+            let mut r = LineReader::new(Trickle {
+                data: data.clone(),
+                pos: 0,
+                step,
+            });
+            let lines = all_lines(&mut r);
+            assert_eq!(lines.len(), 3, "step {step}");
+            assert_eq!(lines[0], b"before");
+            assert_eq!(lines[1].len(), MAX_KEPT_LINE);
+            assert!(lines[1].starts_with(b"Nov 29 13:13:38 mx postfix/smtpd[1]: warning: "));
+            assert_eq!(lines[2], b"after");
+            assert_eq!(r.consumed_bytes(), data.len() as u64);
+        }
+    }
+
+    /// A file that grows: reads see only what was appended so far.
+    #[derive(Clone, Default)]
+    struct Growing(Rc<RefCell<(Vec<u8>, usize)>>);
+
+    impl Read for Growing {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let mut inner = self.0.borrow_mut();
+            let (data, pos) = &mut *inner;
+            let n = buf.len().min(data.len() - *pos);
+            buf[..n].copy_from_slice(&data[*pos..*pos + n]);
+            *pos += n;
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn partial_last_line_waits_for_its_newline() {
+        let file = Growing::default();
+        let mut r = LineReader::new(file.clone());
+        file.0.borrow_mut().0.extend_from_slice(b"first\nsec");
+        assert_eq!(r.next_line().unwrap(), Some(&b"first"[..]));
+        assert_eq!(r.next_line().unwrap(), None);
+        assert_eq!(r.pending_bytes(), 3);
+        file.0.borrow_mut().0.extend_from_slice(b"ond\nthi");
+        assert_eq!(r.next_line().unwrap(), Some(&b"second"[..]));
+        assert_eq!(r.next_line().unwrap(), None);
+        file.0.borrow_mut().0.extend_from_slice(b"rd\n");
+        assert_eq!(r.next_line().unwrap(), Some(&b"third"[..]));
+        assert_eq!(r.next_line().unwrap(), None);
+        assert_eq!(r.pending_bytes(), 0);
+        assert_eq!(r.consumed_bytes(), 19);
+    }
+
+    #[test]
+    fn partial_huge_line_waits_too() {
+        let file = Growing::default();
+        let mut r = LineReader::new(file.clone());
+        file.0
+            .borrow_mut()
+            .0
+            .extend_from_slice(&vec![b'z'; 3 * MAX_KEPT_LINE]);
+        assert_eq!(r.next_line().unwrap(), None);
+        assert_eq!(r.pending_bytes(), 3 * MAX_KEPT_LINE as u64);
+        file.0.borrow_mut().0.extend_from_slice(b"zz\nnext\n");
+        assert_eq!(r.next_line().unwrap().map(<[u8]>::len), Some(MAX_KEPT_LINE));
+        assert_eq!(r.next_line().unwrap(), Some(&b"next"[..]));
+        assert_eq!(r.consumed_bytes(), 3 * MAX_KEPT_LINE as u64 + 8);
+    }
+}
