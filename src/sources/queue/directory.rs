@@ -136,7 +136,7 @@ pub fn scan_queue(
     let mut subdirs: Vec<Vec<u8>> = Vec::new();
     let label = path.display().to_string();
     walker
-        .scan_dir(&dir, &label, Some(&mut subdirs), 0)
+        .scan_dir(&dir, Some(&mut subdirs), 0)
         .map_err(|source| DirScanError::Io {
             path: label.clone(),
             source,
@@ -255,7 +255,7 @@ impl<'a> Walker<'a> {
             Err(e) => return Err(io_err(e)),
         };
         let mut subdirs = Vec::new();
-        self.scan_dir(&dir, label, Some(&mut subdirs), depth)
+        self.scan_dir(&dir, Some(&mut subdirs), depth)
             .map_err(io_err)?;
         for sub in subdirs {
             if self.is_timed_out() {
@@ -271,7 +271,6 @@ impl<'a> Walker<'a> {
     fn scan_dir(
         &mut self,
         dir: &Dir,
-        _label: &str,
         mut subdirs: Option<&mut Vec<Vec<u8>>>,
         depth: usize,
     ) -> io::Result<()> {
