@@ -25,6 +25,19 @@ pub enum AlarmKind {
     LogSilent = 8,
 }
 
+impl AlarmKind {
+    pub const ALL: [AlarmKind; 8] = [
+        AlarmKind::QueueSize,
+        AlarmKind::QueueAge,
+        AlarmKind::ProcessDown,
+        AlarmKind::ProbeFailed,
+        AlarmKind::CertExpiry,
+        AlarmKind::LogPanic,
+        AlarmKind::LogFatal,
+        AlarmKind::LogSilent,
+    ];
+}
+
 /// The discriminant is the MIB enumeration value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Severity {
