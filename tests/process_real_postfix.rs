@@ -193,12 +193,24 @@ fn two_instances_are_not_mixed() {
     assert_eq!(row(&rb, "qmgr").instances, 1);
 }
 
-#[test]
-fn unprivileged_user_sees_the_processes() {
+/// Runs the helper below as nobody (no supplementary groups), optionally
+/// inside a private mount namespace with /proc remounted with `hidepid=2`.
+fn scan_as_nobody(pf: &Postfix, hidepid_root: Option<&std::path::Path>) -> serde_json::Value {
     require_program("setpriv", "util-linux");
-    let pf = start();
     let exe = std::env::current_exe().expect("test binary");
-    let out = Command::new("setpriv")
+    let mut cmd = match hidepid_root {
+        None => Command::new("setpriv"),
+        Some(root) => {
+            require_program("unshare", "util-linux");
+            let mut c = Command::new("unshare");
+            c.args(["--mount", "--propagation", "private", "--", "sh", "-c"])
+                .arg("mount -t proc -o hidepid=2 proc \"$PFAGENTX_PROC_ROOT\" && exec setpriv \"$@\"")
+                .arg("sh")
+                .env("PFAGENTX_PROC_ROOT", root);
+            c
+        }
+    };
+    let out = cmd
         .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"])
         .arg(&exe)
         .args([
@@ -221,7 +233,13 @@ fn unprivileged_user_sees_the_processes() {
         .lines()
         .find_map(|l| l.strip_prefix("PROC-RESULT "))
         .unwrap_or_else(|| panic!("no helper output: {stdout}"));
-    let v: serde_json::Value = serde_json::from_str(line).expect("JSON");
+    serde_json::from_str(line).expect("JSON")
+}
+
+#[test]
+fn unprivileged_user_sees_the_processes() {
+    let pf = start();
+    let v = scan_as_nobody(&pf, None);
     assert_eq!(v["uid"], 65534, "{v}");
     for name in ["master", "qmgr", "pickup"] {
         let r = &v["rows"][name];
@@ -232,15 +250,42 @@ fn unprivileged_user_sees_the_processes() {
 }
 
 #[test]
+fn hidepid_is_reported_instead_of_postfix_down() {
+    let pf = start();
+    let root = tempfile::tempdir().expect("mount point");
+    let v = scan_as_nobody(&pf, Some(root.path()));
+    let error = v["error"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no error: {v}"));
+    // The kernel shows hidepid=2 as hidepid=invisible.
+    assert!(error.contains("hidepid=invisible"), "{v}");
+}
+
+#[test]
 #[ignore = "helper, run by unprivileged_user_sees_the_processes"]
 fn process_helper_prints_rows() {
     let var = |n: &str| PathBuf::from(std::env::var_os(n).unwrap_or_else(|| panic!("{n}")));
-    let mut sc = ProcessScanner::new(ProcessScanConfig {
+    let mut config = ProcessScanConfig {
         config_directory: Some(var("PFAGENTX_PROC_CONFIG_DIR")),
         queue_directory: Some(var("PFAGENTX_PROC_QUEUE_DIR")),
         ..ProcessScanConfig::default()
-    });
-    let s = sc.scan(Instant::now()).expect("scan as unprivileged user");
+    };
+    if let Some(root) = std::env::var_os("PFAGENTX_PROC_ROOT") {
+        config.proc_root = PathBuf::from(root);
+    }
+    let mut sc = ProcessScanner::new(config);
+    // SAFETY: geteuid has no preconditions.
+    let uid = unsafe { libc::geteuid() };
+    let s = match sc.scan(Instant::now()) {
+        Ok(s) => s,
+        Err(e) => {
+            println!(
+                "PROC-RESULT {}",
+                serde_json::json!({ "uid": uid, "error": format!("{e:#}") })
+            );
+            return;
+        }
+    };
     let rows: serde_json::Map<String, serde_json::Value> = s
         .rows
         .iter()

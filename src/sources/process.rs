@@ -283,7 +283,7 @@ impl ProcessScanner {
         let proc_root = &self.config.proc_root;
         let hidepid = std::fs::read_to_string(proc_root.join("self/mountinfo"))
             .ok()
-            .and_then(|text| hidepid_option(&text));
+            .and_then(|text| hidepid_option(&text, &proc_root.to_string_lossy()));
         let ticks = procfs::ticks_per_second().max(1);
         let page = procfs::page_size();
         let boot = procfs::boot_time_secs().context("reading the boot time from /proc/stat")?;
@@ -335,7 +335,7 @@ impl ProcessScanner {
         let view = match master {
             None => {
                 if let Some(h) = &hidepid {
-                    if unsafe_is_not_root() && !can_see_pid1(proc_root) {
+                    if is_not_root() && !can_see_pid1(proc_root) {
                         bail!("no Postfix master visible: /proc is mounted with {h}, which hides other users' processes; run as root or in the group given by the gid= mount option");
                     }
                 }
@@ -488,14 +488,18 @@ pub fn lock_holder(locks: &str, dev: u64, ino: u64) -> Option<i32> {
     })
 }
 
-/// The `hidepid=` option of the /proc mount, if it hides anything.
-pub fn hidepid_option(mountinfo: &str) -> Option<String> {
+/// The `hidepid=` option of the proc mount at `mount_point`, if it hides anything.
+pub fn hidepid_option(mountinfo: &str, mount_point: &str) -> Option<String> {
+    let mount_point = match mount_point.trim_end_matches('/') {
+        "" => "/",
+        m => m,
+    };
     for line in mountinfo.lines() {
         // `ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTS [OPTIONAL...] - FSTYPE SOURCE SUPEROPTS`
         let Some((left, right)) = line.split_once(" - ") else {
             continue;
         };
-        if left.split_whitespace().nth(4) != Some("/proc") {
+        if left.split_whitespace().nth(4) != Some(mount_point) {
             continue;
         }
         let mut r = right.split_whitespace();
@@ -514,7 +518,7 @@ pub fn hidepid_option(mountinfo: &str) -> Option<String> {
     None
 }
 
-fn unsafe_is_not_root() -> bool {
+fn is_not_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() != 0 }
 }
@@ -779,15 +783,22 @@ mod tests {
     #[test]
     fn hidepid_detection() {
         let plain = "22 27 0:21 / /proc rw,relatime - proc proc rw\n";
-        assert_eq!(hidepid_option(plain), None);
+        assert_eq!(hidepid_option(plain, "/proc"), None);
         let hidden = "22 27 0:21 / /proc rw,nosuid shared:12 - proc proc rw,hidepid=2,gid=4\n";
-        assert_eq!(hidepid_option(hidden), Some("hidepid=2".into()));
+        assert_eq!(hidepid_option(hidden, "/proc"), Some("hidepid=2".into()));
         let named = "22 27 0:21 / /proc rw - proc proc rw,hidepid=invisible\n";
-        assert_eq!(hidepid_option(named), Some("hidepid=invisible".into()));
+        assert_eq!(
+            hidepid_option(named, "/proc"),
+            Some("hidepid=invisible".into())
+        );
         let zero = "22 27 0:21 / /proc rw - proc proc rw,hidepid=0\n";
-        assert_eq!(hidepid_option(zero), None);
+        assert_eq!(hidepid_option(zero, "/proc"), None);
         let elsewhere = "30 27 0:21 / /mnt/proc rw - proc proc rw,hidepid=2\n";
-        assert_eq!(hidepid_option(elsewhere), None);
+        assert_eq!(hidepid_option(elsewhere, "/proc"), None);
+        assert_eq!(
+            hidepid_option(elsewhere, "/mnt/proc/"),
+            Some("hidepid=2".into())
+        );
     }
 
     #[test]
