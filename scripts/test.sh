@@ -6,4 +6,4 @@ cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
 cargo fmt --all -- --check
 cargo clippy --all-targets -- -D warnings
-cargo test --all-targets -- --test-threads="${TEST_THREADS:-4}"
+cargo test --all-targets --no-fail-fast -- --test-threads="${TEST_THREADS:-4}"

@@ -18,6 +18,8 @@ pub struct Snapshot {
     pub probes: Option<Vec<ProbeRow>>,
     /// One row per watched certificate (`None`: certificate watch disabled).
     pub certs: Option<Vec<CertRow>>,
+    /// Active alarms (`None`: alarms disabled).
+    pub alarms: Option<Vec<crate::alarms::Alarm>>,
     /// Per-source health, keyed by source name (`log`, `queue`, `process`, ...).
     pub health: BTreeMap<String, SourceHealth>,
 }
@@ -31,6 +33,7 @@ impl Snapshot {
             processes: None,
             probes: None,
             certs: None,
+            alarms: None,
             health: BTreeMap::new(),
         }
     }
@@ -88,6 +91,9 @@ pub struct LogCounters {
     pub rejects: BTreeMap<RejectReason, RejectCount>,
     /// Delivery outcomes per delivery agent / transport name.
     pub deliveries: BTreeMap<String, DeliveryCount>,
+    /// The last `fatal:` or `panic:` line (cut to 255 bytes), for alarms.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_severe_line: Option<String>,
 }
 
 /// Reason classes for rejections. The discriminant is the MIB index.

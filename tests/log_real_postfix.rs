@@ -498,6 +498,15 @@ fn counters_match_what_postfix_did() {
     assert_eq!(got.deliveries["pipe"].sent, 1);
     assert_eq!(got.deliveries["virtual"].sent, 1);
     e.c.deliveries = got.deliveries.clone();
+    // The alarm text keeps the last fatal/panic line: the test's panic came last.
+    assert!(
+        got.last_severe_line
+            .as_deref()
+            .is_some_and(|l| l.ends_with("panic: severity test")),
+        "{:?}",
+        got.last_severe_line
+    );
+    e.c.last_severe_line = got.last_severe_line.clone();
 
     if std::env::var_os("PFAGENTX_SAVE_LOG").is_some() {
         let out =

@@ -5,6 +5,7 @@
 //! `tests/mib_layout.rs` checks every one against `snmptranslate`.
 
 use super::MibView;
+use crate::alarms::Alarm;
 use crate::snapshot::{
     CertRow, HealthState, LogCounters, ProbeRow, ProcessStatus, QueueStatus, RejectReason, Snapshot,
 };
@@ -18,6 +19,9 @@ pub mod arc {
     pub const PROCESS: [u32; 2] = [1, 3];
     pub const PROBE: [u32; 2] = [1, 4];
     pub const CERT: [u32; 2] = [1, 5];
+    pub const ALARM: [u32; 2] = [1, 6];
+    /// `postfixNotifications`, below the root.
+    pub const NOTIFICATIONS: u32 = 0;
     pub const AGENT: [u32; 2] = [1, 9];
     /// Table OIDs below their group, and `entry` = 1 below the table.
     pub const REJECT_TABLE: u32 = 30;
@@ -39,10 +43,16 @@ impl Entries {
 
     /// A column of a table: `group.table.1.column.index...`.
     fn column(&mut self, group: [u32; 2], table: u32, column: u32, index: &[u32], value: Value) {
-        let mut oid = self.root.child(&[group[0], group[1], table, 1, column]);
-        oid.0.extend_from_slice(index);
-        self.out.push((oid, value));
+        self.out
+            .push((column_oid(&self.root, group, table, column, index), value));
     }
+}
+
+/// The OID of a table cell: `root.group.table.1.column.index...`.
+pub fn column_oid(root: &Oid, group: [u32; 2], table: u32, column: u32, index: &[u32]) -> Oid {
+    let mut oid = root.child(&[group[0], group[1], table, 1, column]);
+    oid.0.extend_from_slice(index);
+    oid
 }
 
 /// A non-IMPLIED string index: its length, then one sub-identifier per byte.
@@ -110,6 +120,9 @@ pub fn build_view(root: &Oid, snapshot: &Snapshot, now: SystemTime) -> MibView {
     }
     if let Some(certs) = &snapshot.certs {
         cert_entries(&mut e, certs);
+    }
+    if let Some(alarms) = &snapshot.alarms {
+        alarm_entries(&mut e, alarms);
     }
     agent_entries(&mut e, snapshot);
     MibView::from_entries(e.out)
@@ -254,6 +267,35 @@ fn cert_entries(e: &mut Entries, certs: &[CertRow]) {
     }
 }
 
+/// The columns of one alarm row (2..=8), shared with notifications.
+pub fn alarm_columns(a: &Alarm) -> [(u32, Value); 7] {
+    let clamp = |v: i64| i32::try_from(v).unwrap_or(if v < 0 { i32::MIN } else { i32::MAX });
+    [
+        (2, Value::string(&a.key)),
+        (3, Value::Integer(a.kind as i32)),
+        (4, Value::Integer(a.severity as i32)),
+        (5, date_and_time(Some(a.since))),
+        (6, Value::Integer(clamp(a.value))),
+        (7, Value::Integer(clamp(a.threshold))),
+        (8, Value::string(truncate(&a.text, 255))),
+    ]
+}
+
+fn alarm_entries(e: &mut Entries, alarms: &[Alarm]) {
+    let g = arc::ALARM;
+    let worst = alarms.iter().map(|a| a.severity as i32).max().unwrap_or(1);
+    e.scalar(g, 1, Value::Integer(worst));
+    for a in alarms {
+        if a.key.is_empty() || a.key.len() > 64 {
+            continue;
+        }
+        let idx = string_index(&a.key);
+        for (column, value) in alarm_columns(a) {
+            e.column(g, arc::GROUP_TABLE, column, &idx, value);
+        }
+    }
+}
+
 fn agent_entries(e: &mut Entries, s: &Snapshot) {
     let g = arc::AGENT;
     e.scalar(g, 1, Value::string(&s.agent.version));
@@ -289,7 +331,7 @@ fn agent_entries(e: &mut Entries, s: &Snapshot) {
 }
 
 /// DisplayString is at most 255 octets; cut at a character boundary.
-fn truncate(s: &str, max: usize) -> &str {
+pub fn truncate(s: &str, max: usize) -> &str {
     if s.len() <= max {
         return s;
     }
