@@ -24,6 +24,7 @@ pub struct Config {
     pub postfix: PostfixConfig,
     pub queue: QueueConfig,
     pub process: ProcessConfig,
+    pub alarms: AlarmConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -182,6 +183,91 @@ impl Default for ProcessConfig {
     }
 }
 
+/// Thresholds for alarms and notifications. A threshold of 0 turns that
+/// check off.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlarmConfig {
+    pub enabled: bool,
+    /// Send SNMP notifications (traps) for raised and cleared alarms.
+    pub notifications: bool,
+    /// At most this many notifications a minute; the rest are dropped with a
+    /// log message (the alarm table still shows every alarm).
+    pub notifications_per_minute: u32,
+    /// Warning at these queue sizes (messages); critical at `critical_factor` times.
+    pub queue_maildrop: u64,
+    pub queue_incoming: u64,
+    pub queue_active: u64,
+    pub queue_deferred: u64,
+    pub queue_hold: u64,
+    pub queue_corrupt: u64,
+    /// All queues but corrupt together.
+    pub queue_total: u64,
+    pub critical_factor: u64,
+    /// A queue alarm clears only below this fraction of its threshold.
+    pub clear_ratio: f64,
+    /// Warning when the oldest message of a queue (except hold) is older.
+    pub oldest_age_seconds: u64,
+    /// Critical when master, or qmgr/pickup past their grace period, is down.
+    pub process_down: bool,
+    /// Critical after this many probe failures in a row.
+    pub probe_failures: u64,
+    /// Certificate expiry: warning at or below this many days, critical at or below.
+    pub cert_warning_days: i64,
+    pub cert_critical_days: i64,
+    /// Critical on any new `panic:` / `fatal:` line from Postfix.
+    pub log_panic: bool,
+    pub log_fatal: bool,
+    /// How long a panic/fatal alarm stays active after the last such line.
+    pub log_alarm_seconds: u64,
+    /// Warning when no log line was read for this long while master runs.
+    pub log_silence_seconds: u64,
+}
+
+impl Default for AlarmConfig {
+    fn default() -> Self {
+        AlarmConfig {
+            enabled: true,
+            notifications: true,
+            notifications_per_minute: 20,
+            queue_maildrop: 500,
+            queue_incoming: 1000,
+            queue_active: 2000,
+            queue_deferred: 500,
+            queue_hold: 100,
+            queue_corrupt: 1,
+            queue_total: 5000,
+            critical_factor: 4,
+            clear_ratio: 0.9,
+            oldest_age_seconds: 86_400,
+            process_down: true,
+            probe_failures: 3,
+            cert_warning_days: 21,
+            cert_critical_days: 7,
+            log_panic: true,
+            log_fatal: true,
+            log_alarm_seconds: 900,
+            log_silence_seconds: 3600,
+        }
+    }
+}
+
+impl AlarmConfig {
+    /// The warning threshold of a queue, if that check is on.
+    pub fn queue_threshold(&self, q: crate::snapshot::QueueName) -> Option<u64> {
+        use crate::snapshot::QueueName;
+        let t = match q {
+            QueueName::Maildrop => self.queue_maildrop,
+            QueueName::Incoming => self.queue_incoming,
+            QueueName::Active => self.queue_active,
+            QueueName::Deferred => self.queue_deferred,
+            QueueName::Hold => self.queue_hold,
+            QueueName::Corrupt => self.queue_corrupt,
+        };
+        (t > 0).then_some(t)
+    }
+}
+
 impl Config {
     /// Parses TOML text; `origin` names the file in errors.
     pub fn from_toml(text: &str, origin: &str) -> Result<Config> {
@@ -233,6 +319,15 @@ impl Config {
         }
         if self.state.save_interval_seconds == 0 {
             bail!("state.save_interval_seconds must be at least 1");
+        }
+        if !(0.0..=1.0).contains(&self.alarms.clear_ratio) {
+            bail!("alarms.clear_ratio must be between 0 and 1");
+        }
+        if self.alarms.critical_factor == 0 {
+            bail!("alarms.critical_factor must be at least 1");
+        }
+        if self.alarms.cert_critical_days > self.alarms.cert_warning_days {
+            bail!("alarms.cert_critical_days must not exceed alarms.cert_warning_days");
         }
         if self.agentx.ping_interval_seconds == 0 || self.agentx.reconnect_max_seconds == 0 {
             bail!(

@@ -4,6 +4,7 @@
 //! → `mib` (OID tree) → `agentx` (session with the master agent).
 
 pub mod agentx;
+pub mod alarms;
 pub mod config;
 pub mod daemon;
 pub mod dump;

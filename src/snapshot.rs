@@ -14,6 +14,12 @@ pub struct Snapshot {
     pub log: Option<LogCounters>,
     pub queue: Option<QueueStatus>,
     pub processes: Option<ProcessStatus>,
+    /// One row per configured probe (`None`: probes disabled).
+    pub probes: Option<Vec<ProbeRow>>,
+    /// One row per watched certificate (`None`: certificate watch disabled).
+    pub certs: Option<Vec<CertRow>>,
+    /// Active alarms (`None`: alarms disabled).
+    pub alarms: Option<Vec<crate::alarms::Alarm>>,
     /// Per-source health, keyed by source name (`log`, `queue`, `process`, ...).
     pub health: BTreeMap<String, SourceHealth>,
 }
@@ -25,6 +31,9 @@ impl Snapshot {
             log: None,
             queue: None,
             processes: None,
+            probes: None,
+            certs: None,
+            alarms: None,
             health: BTreeMap::new(),
         }
     }
@@ -82,6 +91,9 @@ pub struct LogCounters {
     pub rejects: BTreeMap<RejectReason, RejectCount>,
     /// Delivery outcomes per delivery agent / transport name.
     pub deliveries: BTreeMap<String, DeliveryCount>,
+    /// The last `fatal:` or `panic:` line (cut to 255 bytes), for alarms.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_severe_line: Option<String>,
 }
 
 /// Reason classes for rejections. The discriminant is the MIB index.
@@ -303,4 +315,55 @@ impl SourceHealth {
         self.last_error = error.into();
         self.error_count = self.error_count.saturating_add(1);
     }
+}
+
+/// What a probe does. The discriminant is the MIB enumeration value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProbeKind {
+    Smtp = 1,
+    ImapRoundtrip = 2,
+    Pop3Roundtrip = 3,
+}
+
+/// Result of a probe's last run. The discriminant is the MIB enumeration value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProbeState {
+    Ok = 1,
+    Failed = 2,
+    Timeout = 3,
+    Disabled = 4,
+    Pending = 5,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProbeRow {
+    /// The probe's name from the configuration (the table index).
+    pub name: String,
+    pub kind: ProbeKind,
+    /// `host:port` the probe connects to.
+    pub target: String,
+    pub state: ProbeState,
+    /// Duration of the last run, in milliseconds.
+    pub latency_ms: u64,
+    /// SMTP probes: time from connect to the banner, in milliseconds.
+    pub banner_ms: u64,
+    pub successes: u64,
+    pub failures: u64,
+    /// Failures in a row since the last success (for thresholds).
+    pub consecutive_failures: u64,
+    pub last_success: Option<SystemTime>,
+    /// A short human reason for the last failure; empty after a success.
+    pub last_error: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertRow {
+    /// The certificate's name (its file, or `probe:NAME` for a served one): the table index.
+    pub name: String,
+    pub subject: String,
+    pub not_after: SystemTime,
+    /// Whole days until notAfter; negative once expired.
+    pub days_to_expiry: i64,
 }

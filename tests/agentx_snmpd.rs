@@ -53,7 +53,7 @@ fn test_view() -> MibView {
 struct Agent {
     shutdown: watch::Sender<bool>,
     state: watch::Receiver<SessionState>,
-    _notify: mpsc::Sender<Vec<VarBind>>,
+    notify: mpsc::Sender<Vec<VarBind>>,
     thread: Option<std::thread::JoinHandle<anyhow::Result<()>>>,
 }
 
@@ -82,7 +82,7 @@ impl Agent {
         Agent {
             shutdown,
             state,
-            _notify: notify,
+            notify,
             thread: Some(thread),
         }
     }
@@ -349,4 +349,48 @@ fn snmpd_killed_and_restarted_five_times() {
     );
     let took = agent.stop();
     assert!(took < Duration::from_secs(1), "shutdown took {took:?}");
+}
+
+#[test]
+fn notify_reaches_snmpd_trap_sink() {
+    // snmpd forwards Notify PDUs from subagents as SNMPv2 traps to its sinks.
+    let sink = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    sink.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let sink_port = sink.local_addr().unwrap().port();
+    let snmpd = Snmpd::start_with(SnmpdOptions {
+        extra_conf: vec![format!("trap2sink 127.0.0.1:{sink_port} public")],
+        ..SnmpdOptions::default()
+    })
+    .expect("start snmpd");
+    let agent = Agent::start(&snmpd.socket_path(), ViewHandle::new(test_view()));
+    assert!(agent.wait_connected(Duration::from_secs(10)));
+    let marker = b"notify-marker-4711";
+    let vbs = vec![
+        VarBind {
+            name: oid("1.3.6.1.6.3.1.1.4.1.0"),
+            value: Value::ObjectIdentifier(oid(&o("0.1"))),
+        },
+        VarBind {
+            name: oid(&o("6.0")),
+            value: Value::OctetString(marker.to_vec()),
+        },
+    ];
+    agent.notify.blocking_send(vbs).unwrap();
+    // snmpd may also send its own coldStart trap; look for ours.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut buf = [0u8; 65536];
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "no trap with our varbinds arrived"
+        );
+        let Ok(n) = sink.recv(&mut buf) else { continue };
+        let trap = &buf[..n];
+        if trap.windows(marker.len()).any(|w| w == marker) {
+            // BER of the trap OID value ...8072.9999.9999.25.0.1 is in there too.
+            let tail = [0xce, 0x0f, 0xce, 0x0f, 0x19, 0x00, 0x01];
+            assert!(trap.windows(tail.len()).any(|w| w == tail), "{trap:02x?}");
+            break;
+        }
+    }
 }

@@ -63,12 +63,16 @@ fn scalars_exceptions_and_order_through_snmpd() {
         "{out}"
     );
 
-    // GetNext from before, at and inside the subtree lands on our first object.
-    let first = format!("{ROOT}.1.9.1.0");
-    for start in [ROOT.to_string(), format!("{ROOT}.1"), format!("{ROOT}.1.9")] {
+    // GetNext from before and at the subtree lands on our first object
+    // (postfixStatus.0: alarms are on by default), from inside a group on
+    // that group's first object.
+    let first = format!("{ROOT}.1.6.1.0");
+    for start in [ROOT.to_string(), format!("{ROOT}.1"), format!("{ROOT}.1.6")] {
         let out = snmpd.getnext(&[&start]).unwrap();
         assert_eq!(out.oids(), vec![first.clone()], "getnext {start}: {out}");
     }
+    let out = snmpd.getnext(&[&format!("{ROOT}.1.9")]).unwrap();
+    assert_eq!(out.oids(), vec![version_oid()], "{out}");
     // GetNext from our last object leaves the subtree (snmpd continues after us).
     let walk = snmpd.walk(ROOT).unwrap();
     let last = walk.oids().last().cloned().unwrap();

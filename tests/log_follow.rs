@@ -133,10 +133,17 @@ impl Writer {
             };
             let mut file = open(&path);
             let mut n = 0u64;
+            let mut flag_seen: Option<Instant> = None;
             while !stop2.load(Ordering::SeqCst) {
                 if let Some(flag) = &reopen_flag {
-                    if flag.exists() {
+                    // Like a syslog daemon that takes a while to act on its HUP:
+                    // it keeps writing to the renamed file for 150 ms.
+                    if flag_seen.is_none() && flag.exists() {
+                        flag_seen = Some(Instant::now());
+                    }
+                    if flag_seen.is_some_and(|t| t.elapsed() >= Duration::from_millis(150)) {
                         fs::remove_file(flag).expect("remove flag");
+                        flag_seen = None;
                         file = open(&path);
                     }
                 }
@@ -731,7 +738,10 @@ fn permission_denied_then_fixed() {
     let log = dir.path().join("mail.log");
     fs::write(&log, "secret 1\nsecret 2\n").unwrap();
     fs::set_permissions(&log, fs::Permissions::from_mode(0o600)).unwrap();
-    let exe = std::env::current_exe().unwrap();
+    // A copy of this test binary that user nobody can run wherever the tree is checked out.
+    let exe = dir.path().join("probe");
+    fs::copy(std::env::current_exe().unwrap(), &exe).unwrap();
+    fs::set_permissions(&exe, fs::Permissions::from_mode(0o755)).unwrap();
     let mut child = Command::new("/usr/bin/setpriv")
         .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
         .arg(&exe)
@@ -743,6 +753,7 @@ fn permission_denied_then_fixed() {
             "--test-threads=1",
         ])
         .env("LOG_FOLLOW_PROBE_PATH", &log)
+        .current_dir(dir.path())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -770,7 +781,8 @@ fn permission_denied_then_fixed() {
         }
     }
     let status = child.0.wait().unwrap();
-    let err = saw_error.expect("child reported no error");
+    let err = saw_error
+        .unwrap_or_else(|| panic!("child (as user nobody) reported no error; exit {status}"));
     assert!(
         err.contains("Permission denied") && err.contains("group adm"),
         "{err}"
@@ -1043,4 +1055,89 @@ mod journal {
             out.events
         );
     }
+}
+
+#[test]
+fn restart_while_a_rotated_file_is_still_open_resumes_both() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("mail.log");
+    let rotated = dir.path().join("mail.log.1");
+    fs::write(&log, numbered(0..10)).unwrap();
+    let mut c = Collected::default();
+    let saved = {
+        let mut f =
+            LogFollower::new(vec![log.clone()], &[], StartFrom::Beginning, options()).unwrap();
+        poll_once(&mut f, &mut c);
+        fs::rename(&log, &rotated).unwrap();
+        fs::write(&log, numbered(10..15)).unwrap();
+        poll_once(&mut f, &mut c);
+        assert_eq!(
+            f.status()[0].rotated_open,
+            1,
+            "old file kept open for late writes"
+        );
+        saved_through_json(&f)
+    };
+    assert_eq!(saved.len(), 2, "{saved:?}");
+    // Stopped: the syslog daemon still wrote to the old file, and to the new one.
+    append(&rotated, &numbered(15..20));
+    append(&log, &numbered(20..25));
+    let mut f = LogFollower::new(vec![log.clone()], &saved, StartFrom::End, options()).unwrap();
+    follow_until(&mut f, &mut c, Duration::from_secs(2), |c| {
+        c.numbers().len() >= 25
+    });
+    assert_each_once(&c, 25);
+}
+
+#[test]
+fn byte_budget_splits_work_and_shares_it_between_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("a.log");
+    let b = dir.path().join("b.log");
+    fs::write(&a, numbered(0..200)).unwrap();
+    fs::write(&b, numbered(200..400)).unwrap();
+    let mut opts = options();
+    opts.max_bytes_per_poll = 2000;
+    let mut f = LogFollower::new(vec![a, b], &[], StartFrom::Beginning, opts).unwrap();
+    let mut lines: Vec<Vec<u8>> = Vec::new();
+    let first = f.poll(&mut lines).unwrap();
+    assert!(first.more, "budget should stop the first poll");
+    assert!(first.bytes <= 2000);
+    let second = f.poll(&mut lines).unwrap();
+    assert!(second.more);
+    let c = Collected {
+        lines: lines.clone(),
+        events: Vec::new(),
+    };
+    let numbers = c.numbers();
+    assert!(
+        numbers.keys().any(|&n| n < 200) && numbers.keys().any(|&n| n >= 200),
+        "both files progress"
+    );
+    let mut c = Collected {
+        lines,
+        events: Vec::new(),
+    };
+    poll_once(&mut f, &mut c);
+    assert_each_once(&c, 400);
+}
+
+#[test]
+fn file_moved_away_and_back_is_continued_not_reread() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("mail.log");
+    let aside = dir.path().join("mail.log.1");
+    fs::write(&log, numbered(0..10)).unwrap();
+    let mut f = LogFollower::new(vec![log.clone()], &[], StartFrom::Beginning, options()).unwrap();
+    let mut c = Collected::default();
+    poll_once(&mut f, &mut c);
+    fs::rename(&log, &aside).unwrap();
+    poll_once(&mut f, &mut c);
+    fs::rename(&aside, &log).unwrap();
+    append(&log, &numbered(10..15));
+    follow_until(&mut f, &mut c, Duration::from_secs(1), |c| {
+        c.numbers().len() >= 15
+    });
+    follow_until(&mut f, &mut c, Duration::from_millis(200), |_| false);
+    assert_each_once(&c, 15);
 }

@@ -147,6 +147,34 @@ fn full_snapshot() -> Snapshot {
         }],
         scan_time: t,
     });
+    s.probes = Some(vec![ProbeRow {
+        name: "smtp".into(),
+        kind: ProbeKind::Smtp,
+        target: "127.0.0.1:25".into(),
+        state: ProbeState::Ok,
+        latency_ms: 3,
+        banner_ms: 1,
+        successes: 1,
+        failures: 0,
+        consecutive_failures: 0,
+        last_success: Some(t),
+        last_error: String::new(),
+    }]);
+    s.certs = Some(vec![CertRow {
+        name: "/etc/ssl/certs/ssl-cert-snakeoil.pem".into(),
+        subject: "CN=mx".into(),
+        not_after: t,
+        days_to_expiry: -3,
+    }]);
+    s.alarms = Some(vec![postfix_agentx::alarms::Alarm {
+        key: "queue:deferred".into(),
+        kind: postfix_agentx::alarms::AlarmKind::QueueSize,
+        severity: postfix_agentx::alarms::Severity::Warning,
+        since: t,
+        value: 600,
+        threshold: 500,
+        text: "deferred queue holds 600 messages".into(),
+    }]);
     s.health = BTreeMap::from([("log".to_string(), SourceHealth::new("/var/log/mail.log"))]);
     s
 }
@@ -182,8 +210,7 @@ fn every_served_oid_is_a_mib_object_of_the_right_type() {
         );
         served.insert(node.name.clone());
     }
-    // Every readable object of the groups that have a collector is served.
-    let no_collector_yet = ["postfixProbe", "postfixCert"];
+    // Every readable object is served when its collector runs.
     for n in &nodes {
         let readable = n
             .syntax
@@ -194,12 +221,66 @@ fn every_served_oid_is_a_mib_object_of_the_right_type() {
             || n.name.ends_with("Reason")
             || n.name.ends_with("Service")
             || n.name.ends_with("Daemon");
-        if readable && !index && !no_collector_yet.iter().any(|p| n.name.starts_with(p)) {
+        if readable && !index {
             assert!(
                 served.contains(&n.name),
                 "{} is in the MIB but never served",
                 n.name
             );
+        }
+    }
+}
+
+#[test]
+fn notifications_carry_mib_objects_under_their_mib_names() {
+    use postfix_agentx::alarms::{Alarm, AlarmEvent, AlarmKind, Severity};
+    use postfix_agentx::mib::notify::{notification_oid, varbinds};
+    let root = Oid::parse(DEFAULT_ROOT).unwrap();
+    let nodes = mib_nodes(MIB_TEXT, &root);
+    let snap = full_snapshot();
+    for kind in AlarmKind::ALL {
+        let subject = match kind {
+            AlarmKind::QueueSize | AlarmKind::QueueAge => "deferred",
+            AlarmKind::ProcessDown => "qmgr",
+            AlarmKind::ProbeFailed => "smtp",
+            AlarmKind::CertExpiry => "/etc/ssl/certs/ssl-cert-snakeoil.pem",
+            _ => "x",
+        };
+        let alarm = Alarm {
+            key: format!("k:{subject}"),
+            kind,
+            severity: Severity::Critical,
+            since: SystemTime::UNIX_EPOCH,
+            value: 1,
+            threshold: 1,
+            text: "t".into(),
+        };
+        let name = format!("{kind:?}");
+        for (event, suffix) in [
+            (AlarmEvent::Raised(alarm.clone()), "Alarm"),
+            (AlarmEvent::Cleared(alarm.clone()), "Clear"),
+        ] {
+            let oid = notification_oid(&root, &event);
+            let node = nodes
+                .iter()
+                .find(|n| n.oid == oid)
+                .unwrap_or_else(|| panic!("{oid} not in MIB"));
+            assert_eq!(node.name, format!("postfix{name}{suffix}"));
+            let vbs = varbinds(&root, &event, &snap);
+            assert_eq!(vbs[0].name.to_string(), "1.3.6.1.6.3.1.1.4.1.0");
+            for vb in &vbs[1..] {
+                assert!(
+                    !matches!(vb.value, Value::Counter64(_)),
+                    "Counter64 in a notification"
+                );
+                assert!(
+                    nodes
+                        .iter()
+                        .any(|n| vb.name.starts_with(&n.oid) && n.syntax.is_some()),
+                    "{} is no MIB object",
+                    vb.name
+                );
+            }
         }
     }
 }

@@ -93,10 +93,11 @@ fn scanner(queue_dir: &Path, method: QueueMethodChoice) -> QueueScanner {
 
 /// Fills every queue of a fresh instance with a known number of messages:
 /// maildrop 3, incoming 2, active 1, deferred 1, hold 2, corrupt 1.
+/// Fields drop in order: qmgr continues before the instance stops.
 struct Filled {
+    _qmgr_resume: Resume,
     pf: Postfix,
     _silent_mx: TcpListener,
-    _qmgr_resume: Resume,
 }
 
 fn filled_instance() -> Filled {
@@ -200,9 +201,9 @@ fn filled_instance() -> Filled {
         from_postqueue(&pf)
     );
     Filled {
+        _qmgr_resume: qmgr_resume,
         pf,
         _silent_mx: silent_mx,
-        _qmgr_resume: qmgr_resume,
     }
 }
 

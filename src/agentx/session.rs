@@ -19,6 +19,8 @@ use tracing::{debug, error, info, warn};
 
 /// How long to wait for the master to answer Open, Register or Ping.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Upper bound on varbinds in one GetBulk response.
+const MAX_BULK_VARBINDS: usize = 2048;
 /// How long to wait for a TCP/unix connect.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -122,6 +124,9 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let mut notifications_open = true;
     let mut backoff = cfg.backoff_initial;
+    // The last failure logged at warn level; repeats go to debug so a master
+    // that is down for hours doesn't flood the log.
+    let mut last_failure: Option<String> = None;
     loop {
         if shutdown_requested(&shutdown) {
             return Ok(());
@@ -147,9 +152,13 @@ pub async fn run(
                 if registered {
                     // A working session ended: retry soon, the master is probably restarting.
                     backoff = cfg.backoff_initial;
+                    last_failure = None;
                     info!(master = %cfg.master, %reason, "AgentX session ended; reconnecting");
+                } else if last_failure.as_deref() == Some(reason.as_str()) {
+                    debug!(master = %cfg.master, %reason, retry_in = ?backoff, "AgentX connection failed again");
                 } else {
-                    warn!(master = %cfg.master, %reason, retry_in = ?backoff, "AgentX connection failed");
+                    warn!(master = %cfg.master, %reason, retry_in = ?backoff, "AgentX connection failed; will keep retrying");
+                    last_failure = Some(reason.clone());
                 }
                 state.send_replace(SessionState::Disconnected { reason });
             }
@@ -684,7 +693,8 @@ pub fn get_bulk(view: &MibView, subtree: &Oid, bulk: &GetBulk) -> Vec<VarBind> {
     let mut out: Vec<VarBind> = non_rep.iter().map(|r| get_next(view, subtree, r)).collect();
     let mut cursors: Vec<SearchRange> = rep.to_vec();
     for _ in 0..bulk.max_repetitions {
-        if cursors.is_empty() {
+        // RFC 2741 allows fewer varbinds than asked; this bounds the response size.
+        if cursors.is_empty() || out.len() >= MAX_BULK_VARBINDS {
             break;
         }
         let mut all_end = true;
@@ -868,6 +878,20 @@ mod tests {
             ranges: vec![range(o("1.0"), true, None)],
         };
         assert!(get_bulk(&v, &base, &bulk).is_empty());
+        // A huge request against a big view is bounded.
+        let big = MibView::from_entries(
+            (0..5000u32)
+                .map(|i| (o(&format!("9.{i}")), Value::Counter32(i)))
+                .collect(),
+        );
+        let bulk = GetBulk {
+            non_repeaters: 0,
+            max_repetitions: u16::MAX,
+            ranges: vec![range(o("9"), false, None), range(o("9.1"), false, None)],
+        };
+        let got = get_bulk(&big, &base, &bulk);
+        assert_eq!(got.len(), MAX_BULK_VARBINDS);
+        assert_eq!(got[2].name, o("9.1"));
     }
 
     // ---- fake master over a unix socket ----

@@ -44,7 +44,7 @@ impl LineSink for Counting<'_> {
 /// Where lines come from.
 enum Input {
     Files(LogFollower),
-    Journal(JournalFollower),
+    Journal(Box<JournalFollower>),
 }
 
 impl Input {
@@ -188,7 +188,10 @@ fn open_input(config: &Config, state: &LogState, resumed: bool) -> Result<(Input
             state.journal_cursor.clone(),
             start,
         );
-        return Ok((Input::Journal(journal), "systemd journal".to_string()));
+        return Ok((
+            Input::Journal(Box::new(journal)),
+            "systemd journal".to_string(),
+        ));
     }
     let paths = resolve_paths(config)?;
     let detail = paths
@@ -291,6 +294,15 @@ pub fn run(config: Config, publisher: Arc<Publisher>, shutdown: Shutdown) {
 }
 
 fn save(store: &StateStore, state: &LogState, detail: &str, publisher: &Publisher) {
+    // systemd's StateDirectory= creates it; elsewhere we do. A failure here
+    // shows up as the save's own error below.
+    if let Some(dir) = store.path().parent() {
+        if !dir.is_dir() {
+            if let Err(e) = std::fs::create_dir_all(dir) {
+                tracing::debug!("cannot create {}: {e}", dir.display());
+            }
+        }
+    }
     match store.save(state) {
         Ok(()) => publisher.health(STATE_SOURCE, detail, |h| h.success(SystemTime::now())),
         Err(e) => {

@@ -16,7 +16,9 @@ use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime};
 use tokio::sync::{mpsc, watch};
 
+mod alarms;
 mod log;
+mod process;
 mod queue;
 
 /// A flag collectors poll between units of work, set once on SIGTERM/SIGINT.
@@ -84,12 +86,16 @@ pub fn run(config: Config, allow_root: bool) -> Result<()> {
         .enable_all()
         .build()
         .context("start the tokio runtime")?;
-    let mut cfg = SessionConfig::new(master, root);
+    let mut cfg = SessionConfig::new(master, root.clone());
     cfg.priority = config.agentx.priority;
     cfg.timeout_secs = config.agentx.timeout_seconds;
     cfg.ping_interval = Duration::from_secs(config.agentx.ping_interval_seconds);
     cfg.backoff_max = Duration::from_secs(config.agentx.reconnect_max_seconds);
-    let result = runtime.block_on(serve(cfg, Arc::clone(&publisher), shutdown.clone()));
+    let alarms = config
+        .alarms
+        .enabled
+        .then(|| alarms::AlarmRunner::new(&config.alarms, root.clone()));
+    let result = runtime.block_on(serve(cfg, Arc::clone(&publisher), alarms, shutdown.clone()));
     shutdown.request();
     for w in workers {
         if w.join().is_err() {
@@ -100,11 +106,15 @@ pub fn run(config: Config, allow_root: bool) -> Result<()> {
     result
 }
 
-async fn serve(cfg: SessionConfig, publisher: Arc<Publisher>, shutdown: Shutdown) -> Result<()> {
+async fn serve(
+    cfg: SessionConfig,
+    publisher: Arc<Publisher>,
+    mut alarms: Option<alarms::AlarmRunner>,
+    shutdown: Shutdown,
+) -> Result<()> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let (state_tx, mut state_rx) = watch::channel(SessionState::Connecting);
-    // Notifications (traps) have no producer yet; the channel stays open.
-    let (_notify_tx, notify_rx) = mpsc::channel(64);
+    let (notify_tx, notify_rx) = mpsc::channel(64);
     let session = tokio::spawn(session::run(
         cfg.clone(),
         publisher.view(),
@@ -121,8 +131,12 @@ async fn serve(cfg: SessionConfig, publisher: Arc<Publisher>, shutdown: Shutdown
             _ = sigterm.recv() => { tracing::info!("SIGTERM: shutting down"); break; }
             _ = tokio::signal::ctrl_c() => { tracing::info!("SIGINT: shutting down"); break; }
             _ = refresh.tick() => {
-                // Ages (oldest queued message) are relative to now.
-                publisher.refresh();
+                // Ages (oldest queued message) are relative to now; alarm
+                // evaluation republishes the view anyway.
+                match alarms.as_mut() {
+                    Some(a) => a.tick(&publisher, &notify_tx),
+                    None => publisher.refresh(),
+                }
             }
             changed = state_rx.changed() => {
                 if changed.is_err() { break; }
@@ -159,6 +173,10 @@ fn spawn_collectors(
         let (c, p, s) = (config.clone(), Arc::clone(publisher), shutdown.clone());
         threads.push(spawn_named("queue", move || queue::run(c, p, s))?);
     }
+    if config.process.enabled {
+        let (c, p, s) = (config.clone(), Arc::clone(publisher), shutdown.clone());
+        threads.push(spawn_named("process", move || process::run(c, p, s))?);
+    }
     Ok(threads)
 }
 
@@ -178,6 +196,9 @@ pub fn collect_once(config: &Config) -> Result<MibView> {
     }
     if config.queue.enabled {
         queue::collect_once(config, &publisher);
+    }
+    if config.process.enabled {
+        process::collect_once(config, &publisher);
     }
     Ok(publisher.view().load().as_ref().clone())
 }

@@ -5,8 +5,9 @@
 //! `tests/mib_layout.rs` checks every one against `snmptranslate`.
 
 use super::MibView;
+use crate::alarms::Alarm;
 use crate::snapshot::{
-    HealthState, LogCounters, ProcessStatus, QueueStatus, RejectReason, Snapshot,
+    CertRow, HealthState, LogCounters, ProbeRow, ProcessStatus, QueueStatus, RejectReason, Snapshot,
 };
 use crate::snmp::{Oid, Value};
 use std::time::SystemTime;
@@ -16,6 +17,11 @@ pub mod arc {
     pub const LOG: [u32; 2] = [1, 1];
     pub const QUEUE: [u32; 2] = [1, 2];
     pub const PROCESS: [u32; 2] = [1, 3];
+    pub const PROBE: [u32; 2] = [1, 4];
+    pub const CERT: [u32; 2] = [1, 5];
+    pub const ALARM: [u32; 2] = [1, 6];
+    /// `postfixNotifications`, below the root.
+    pub const NOTIFICATIONS: u32 = 0;
     pub const AGENT: [u32; 2] = [1, 9];
     /// Table OIDs below their group, and `entry` = 1 below the table.
     pub const REJECT_TABLE: u32 = 30;
@@ -37,10 +43,16 @@ impl Entries {
 
     /// A column of a table: `group.table.1.column.index...`.
     fn column(&mut self, group: [u32; 2], table: u32, column: u32, index: &[u32], value: Value) {
-        let mut oid = self.root.child(&[group[0], group[1], table, 1, column]);
-        oid.0.extend_from_slice(index);
-        self.out.push((oid, value));
+        self.out
+            .push((column_oid(&self.root, group, table, column, index), value));
     }
+}
+
+/// The OID of a table cell: `root.group.table.1.column.index...`.
+pub fn column_oid(root: &Oid, group: [u32; 2], table: u32, column: u32, index: &[u32]) -> Oid {
+    let mut oid = root.child(&[group[0], group[1], table, 1, column]);
+    oid.0.extend_from_slice(index);
+    oid
 }
 
 /// A non-IMPLIED string index: its length, then one sub-identifier per byte.
@@ -102,6 +114,15 @@ pub fn build_view(root: &Oid, snapshot: &Snapshot, now: SystemTime) -> MibView {
     }
     if let Some(processes) = &snapshot.processes {
         process_entries(&mut e, processes);
+    }
+    if let Some(probes) = &snapshot.probes {
+        probe_entries(&mut e, probes);
+    }
+    if let Some(certs) = &snapshot.certs {
+        cert_entries(&mut e, certs);
+    }
+    if let Some(alarms) = &snapshot.alarms {
+        alarm_entries(&mut e, alarms);
     }
     agent_entries(&mut e, snapshot);
     MibView::from_entries(e.out)
@@ -206,6 +227,75 @@ fn process_entries(e: &mut Entries, p: &ProcessStatus) {
     }
 }
 
+fn probe_entries(e: &mut Entries, probes: &[ProbeRow]) {
+    let (g, t) = (arc::PROBE, arc::GROUP_TABLE);
+    for p in probes {
+        if p.name.is_empty() || p.name.len() > 32 {
+            continue;
+        }
+        let idx = string_index(&p.name);
+        e.column(g, t, 2, &idx, Value::string(&p.name));
+        e.column(g, t, 3, &idx, Value::Integer(p.kind as i32));
+        e.column(g, t, 4, &idx, Value::string(truncate(&p.target, 255)));
+        e.column(g, t, 5, &idx, Value::Integer(p.state as i32));
+        e.column(g, t, 6, &idx, gauge(p.latency_ms));
+        e.column(g, t, 7, &idx, Value::Counter64(p.successes));
+        e.column(g, t, 8, &idx, Value::Counter64(p.failures));
+        e.column(g, t, 9, &idx, date_and_time(p.last_success));
+        e.column(g, t, 10, &idx, Value::string(truncate(&p.last_error, 255)));
+        e.column(g, t, 11, &idx, gauge(p.banner_ms));
+        e.column(g, t, 12, &idx, gauge(p.consecutive_failures));
+    }
+}
+
+fn cert_entries(e: &mut Entries, certs: &[CertRow]) {
+    let (g, t) = (arc::CERT, arc::GROUP_TABLE);
+    for c in certs {
+        if c.name.is_empty() || c.name.len() > 64 {
+            continue;
+        }
+        let idx = string_index(&c.name);
+        let days = i32::try_from(c.days_to_expiry).unwrap_or(if c.days_to_expiry < 0 {
+            i32::MIN
+        } else {
+            i32::MAX
+        });
+        e.column(g, t, 2, &idx, Value::string(&c.name));
+        e.column(g, t, 3, &idx, Value::string(truncate(&c.subject, 255)));
+        e.column(g, t, 4, &idx, date_and_time(Some(c.not_after)));
+        e.column(g, t, 5, &idx, Value::Integer(days));
+    }
+}
+
+/// The columns of one alarm row (2..=8), shared with notifications.
+pub fn alarm_columns(a: &Alarm) -> [(u32, Value); 7] {
+    let clamp = |v: i64| i32::try_from(v).unwrap_or(if v < 0 { i32::MIN } else { i32::MAX });
+    [
+        (2, Value::string(&a.key)),
+        (3, Value::Integer(a.kind as i32)),
+        (4, Value::Integer(a.severity as i32)),
+        (5, date_and_time(Some(a.since))),
+        (6, Value::Integer(clamp(a.value))),
+        (7, Value::Integer(clamp(a.threshold))),
+        (8, Value::string(truncate(&a.text, 255))),
+    ]
+}
+
+fn alarm_entries(e: &mut Entries, alarms: &[Alarm]) {
+    let g = arc::ALARM;
+    let worst = alarms.iter().map(|a| a.severity as i32).max().unwrap_or(1);
+    e.scalar(g, 1, Value::Integer(worst));
+    for a in alarms {
+        if a.key.is_empty() || a.key.len() > 64 {
+            continue;
+        }
+        let idx = string_index(&a.key);
+        for (column, value) in alarm_columns(a) {
+            e.column(g, arc::GROUP_TABLE, column, &idx, value);
+        }
+    }
+}
+
 fn agent_entries(e: &mut Entries, s: &Snapshot) {
     let g = arc::AGENT;
     e.scalar(g, 1, Value::string(&s.agent.version));
@@ -241,7 +331,7 @@ fn agent_entries(e: &mut Entries, s: &Snapshot) {
 }
 
 /// DisplayString is at most 255 octets; cut at a character boundary.
-fn truncate(s: &str, max: usize) -> &str {
+pub fn truncate(s: &str, max: usize) -> &str {
     if s.len() <= max {
         return s;
     }

@@ -2,6 +2,7 @@
 
 pub mod build;
 pub mod names;
+pub mod notify;
 pub mod text;
 pub mod view;
 

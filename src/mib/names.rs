@@ -80,12 +80,13 @@ fn resolve(
 /// The name token of the statement whose `::=` is at `assign`: the token
 /// before the macro keyword (OBJECT-TYPE, OBJECT IDENTIFIER, ...).
 fn statement_start(tokens: &[String], assign: usize) -> Option<usize> {
-    const MACROS: [&str; 5] = [
+    const MACROS: [&str; 6] = [
         "OBJECT-TYPE",
         "MODULE-IDENTITY",
         "OBJECT-GROUP",
         "MODULE-COMPLIANCE",
         "NOTIFICATION-TYPE",
+        "NOTIFICATION-GROUP",
     ];
     let mut k = assign;
     while k > 0 {

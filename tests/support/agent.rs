@@ -43,7 +43,12 @@ impl Agent {
     }
 
     fn spawn(&mut self) {
-        let log = fs::File::create(self.log_path()).expect("agent log");
+        // Appended across restarts, so a failure shows every run's log.
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .expect("agent log");
         let log2 = log.try_clone().expect("clone log");
         let mut cmd = Command::new(BIN);
         cmd.arg("run").arg("-c").arg(&self.config_path);

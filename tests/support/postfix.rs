@@ -23,33 +23,8 @@ use std::time::Duration;
 /// The hostname every instance uses; local deliveries go to `user@MYHOSTNAME`.
 pub const MYHOSTNAME: &str = "mx.test.invalid";
 
-const MASTER_CF: &str = "\
-# service type  private unpriv  chroot  wakeup  maxproc command
-pickup    unix  n       -       n       60      1       pickup
-cleanup   unix  n       -       n       -       0       cleanup
-qmgr      unix  n       -       n       300     1       qmgr
-tlsmgr    unix  -       -       n       1000?   1       tlsmgr
-rewrite   unix  -       -       n       -       -       trivial-rewrite
-bounce    unix  -       -       n       -       0       bounce
-defer     unix  -       -       n       -       0       bounce
-trace     unix  -       -       n       -       0       bounce
-verify    unix  -       -       n       -       1       verify
-flush     unix  n       -       n       1000?   0       flush
-proxymap  unix  -       -       n       -       -       proxymap
-proxywrite unix -       -       n       -       1       proxymap
-smtp      unix  -       -       n       -       -       smtp
-relay     unix  -       -       n       -       -       smtp
-showq     unix  n       -       n       -       -       showq
-error     unix  -       -       n       -       -       error
-retry     unix  -       -       n       -       -       error
-discard   unix  -       -       n       -       -       discard
-local     unix  -       n       n       -       -       local
-virtual   unix  -       n       n       -       -       virtual
-lmtp      unix  -       -       n       -       -       lmtp
-anvil     unix  -       -       n       -       1       anvil
-scache    unix  -       -       n       -       1       scache
-postlog   unix-dgram n  -       n       -       1       postlogd
-";
+/// master.cf services (no chroot); the smtpd inet line is added per instance.
+const MASTER_CF: &str = include_str!("../fixtures/postfix-master.cf");
 
 /// Configures a private Postfix instance before it starts.
 pub struct PostfixBuilder {
@@ -159,7 +134,7 @@ impl PostfixBuilder {
         }
         let mut master_cf = format!("127.0.0.1:{smtp_port} inet n - n - - smtpd\n");
         for line in MASTER_CF.lines() {
-            if !self.pickup && line.starts_with("pickup ") {
+            if line.starts_with('#') || !self.pickup && line.starts_with("pickup ") {
                 continue;
             }
             master_cf.push_str(line);

@@ -214,6 +214,16 @@ impl<'de> Deserialize<'de> for QidKey {
     }
 }
 
+/// A fatal/panic line for an alarm text: lossy UTF-8, at most 255 bytes.
+fn severe_line_text(line: &[u8]) -> String {
+    let cut = &line[..line.len().min(255)];
+    let mut text = String::from_utf8_lossy(cut).into_owned();
+    while text.len() > 255 {
+        text.pop();
+    }
+    text
+}
+
 /// Two-generation bounded map of queue id → flags.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct QidTable {
@@ -326,7 +336,18 @@ impl LogAccumulator {
         match parser::parse_line(line, &self.extra_names) {
             Line::Unparsed => self.counters.lines_unparsed += 1,
             Line::Foreign => {}
-            Line::Postfix(p) => self.apply(&p.tag, p.event),
+            Line::Postfix(p) => {
+                if matches!(
+                    p.event,
+                    Event::Severity {
+                        severity: Severity::Fatal | Severity::Panic,
+                        ..
+                    }
+                ) {
+                    self.counters.last_severe_line = Some(severe_line_text(line));
+                }
+                self.apply(&p.tag, p.event)
+            }
         }
     }
 

@@ -347,6 +347,9 @@ impl Reader {
     }
 
     /// Reads to end of file (or until the budget is used), delivering complete lines.
+    // The arguments are disjoint borrows of the follower's fields; bundling
+    // them in a struct would not make the callers clearer.
+    #[allow(clippy::too_many_arguments)]
     fn read_available(
         &mut self,
         configured: &Path,
@@ -465,7 +468,6 @@ struct PathCounters {
 enum StartPlan {
     FromZero,
     AtEnd,
-    Resume { dev: u64, inode: u64, offset: u64 },
 }
 
 struct FollowedPath {
@@ -486,6 +488,7 @@ pub struct LogFollower {
     /// Events found while starting, handed out by the first poll.
     startup_events: Vec<FollowEvent>,
     last_error: Option<String>,
+    next_first_path: usize,
 }
 
 const DIR_MASK: WatchMask = WatchMask::CREATE
@@ -602,6 +605,7 @@ impl LogFollower {
             options,
             startup_events: Vec::new(),
             last_error: None,
+            next_first_path: 0,
         };
         for path in paths {
             let mine: Vec<&FilePosition> = saved.iter().filter(|p| p.path == path).collect();
@@ -642,17 +646,14 @@ impl LogFollower {
             .ok()
             .filter(|(_, m)| m.is_file());
         let mut opened: Vec<(u64, u64)> = Vec::new();
+        let mut resume: Option<(u64, u64)> = None;
         for pos in saved {
             if let Some((file, meta)) = &current {
                 if meta.dev() == pos.dev && meta.ino() == pos.inode {
                     let fp = file_fingerprint(file).ok().flatten();
                     let same = pos.fingerprint == 0 || fp == Some(pos.fingerprint);
-                    if same && meta.len() >= pos.offset {
-                        followed.plan = StartPlan::Resume {
-                            dev: pos.dev,
-                            inode: pos.inode,
-                            offset: pos.offset,
-                        };
+                    if same && meta.len() >= pos.offset && resume.is_none() {
+                        resume = Some((pos.offset, pos.fingerprint));
                         opened.push((pos.dev, pos.inode));
                         continue;
                     }
@@ -722,6 +723,32 @@ impl LogFollower {
                 }),
             }
         }
+        // Opened now, not at the first poll, so that a rotation in between
+        // is seen as a rotation of this file.
+        if let (Some((offset, fingerprint)), Some((file, meta))) = (resume, current) {
+            let mut reader = Reader {
+                file,
+                dev: meta.dev(),
+                inode: meta.ino(),
+                found_at: followed.path.clone(),
+                offset,
+                read_pos: offset,
+                partial: Vec::new(),
+                dropped: 0,
+                fingerprint,
+                watch: None,
+                last_data: Instant::now(),
+                linger: self.options.rotate_wait,
+            };
+            reader.watch = self.watch_open_file(&reader.file);
+            self.startup_events.push(FollowEvent::Opened {
+                path: followed.path.clone(),
+                inode: reader.inode,
+                offset,
+            });
+            followed.current = Some(reader);
+            followed.state = PathState::Following;
+        }
         followed
     }
 
@@ -747,8 +774,12 @@ impl LogFollower {
             ..PollOutcome::default()
         };
         let mut budget = self.options.max_bytes_per_poll;
-        for idx in 0..self.paths.len() {
-            self.poll_path(idx, sink, &mut budget, &mut outcome);
+        // Start with another path each time so a busy one cannot starve the others.
+        let n = self.paths.len();
+        let first = self.next_first_path;
+        self.next_first_path = if n == 0 { 0 } else { (first + 1) % n };
+        for k in 0..n {
+            self.poll_path((first + k) % n, sink, &mut budget, &mut outcome);
             if outcome.more {
                 break;
             }
@@ -862,7 +893,20 @@ impl LogFollower {
                 self.set_state(idx, PathState::Waiting(msg), out);
             }
             Check::Failed(msg) => self.set_state(idx, PathState::Error(msg), out),
-            Check::File(..) => {
+            Check::File(dev, ino) => {
+                let p = &mut self.paths[idx];
+                // A rotated file moved back (`mv mail.log.1 mail.log`) is
+                // continued, not read again from 0.
+                if p.current.is_none() {
+                    if let Some(i) = p
+                        .rotated
+                        .iter()
+                        .position(|r| r.dev == dev && r.inode == ino)
+                    {
+                        let reader = p.rotated.remove(i);
+                        p.current = Some(reader);
+                    }
+                }
                 if self.paths[idx].current.is_none() {
                     if let Err(msg) = self.open_current(idx, out) {
                         self.set_state(idx, PathState::Error(msg), out);
@@ -899,12 +943,6 @@ impl LogFollower {
         let plan = std::mem::replace(&mut self.paths[idx].plan, StartPlan::FromZero);
         let offset = match plan {
             StartPlan::FromZero => 0,
-            StartPlan::Resume { dev, inode, offset }
-                if dev == reader.dev && inode == reader.inode =>
-            {
-                offset
-            }
-            StartPlan::Resume { .. } => 0,
             StartPlan::AtEnd => end_of_last_line(&reader.file, self.options.max_line_bytes)
                 .map_err(|e| io_message("read", &path, &e))?,
         };
@@ -1198,3 +1236,9 @@ fn end_of_last_line(file: &File, max_line: usize) -> io::Result<u64> {
         None => size,
     })
 }
+
+// The follower runs on its own thread: keep it Send.
+const _: fn() = || {
+    fn assert_send<T: Send>() {}
+    assert_send::<LogFollower>();
+};

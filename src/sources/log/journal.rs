@@ -751,6 +751,12 @@ impl Drop for JournalFollower {
     }
 }
 
+// The follower runs on its own thread: keep it Send.
+const _: fn() = || {
+    fn assert_send<T: Send>() {}
+    assert_send::<JournalFollower>();
+};
+
 #[cfg(test)]
 mod tests {
     use super::*;

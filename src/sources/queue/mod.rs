@@ -417,6 +417,31 @@ mod tests {
     }
 
     #[test]
+    fn exceeded_time_budget_is_a_partial_result_and_a_health_error() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(tmp.path().join("active")).unwrap();
+        for i in 0..3000 {
+            std::fs::write(tmp.path().join(format!("active/A{i:05}")), b"x").unwrap();
+        }
+        let mut scanner = QueueScanner::new(QueueScanConfig {
+            queue_directory: Some(tmp.path().to_owned()),
+            method: QueueMethodChoice::Directory,
+            time_budget: Duration::ZERO,
+            ..QueueScanConfig::default()
+        })
+        .unwrap();
+        match scanner.scan() {
+            Err(QueueScanError::Partial { status, reason }) => {
+                assert!(status.total() < 3000, "{status:?}");
+                assert!(reason.contains("time budget"), "{reason}");
+            }
+            other => panic!("expected a partial result, got {other:?}"),
+        }
+        assert_eq!(scanner.health().state, crate::snapshot::HealthState::Error);
+        assert!(scanner.health().last_error.contains("time budget"));
+    }
+
+    #[test]
     fn showq_without_socket_is_a_clear_error() {
         let tmp = tempfile::tempdir().unwrap();
         let mut scanner = QueueScanner::new(QueueScanConfig {

@@ -1,0 +1,186 @@
+//! End-to-end: a real Postfix driven into alarm conditions; the agent's
+//! notifications go through a real snmpd (`trap2sink`) to a real snmptrapd.
+//! Each alarm must arrive once when raised and once when cleared.
+
+mod support;
+
+use std::time::Duration;
+use support::agent::{config_for_socket, Agent, ROOT};
+use support::free_tcp_port;
+use support::postfix::Postfix;
+use support::snmpd::{Snmpd, SnmpdOptions};
+use support::traps::TrapReceiver;
+use support::wait_until;
+
+fn notification(n: u32) -> String {
+    format!("{ROOT}.0.{n}")
+}
+
+/// Waits until exactly `count` notifications `oid` arrived, then checks
+/// that no more arrive for a while (edge-triggered: none while it holds).
+fn expect_once(traps: &TrapReceiver, oid: &str, count: usize, what: &str, agent: &Agent) {
+    let got = wait_until(Duration::from_secs(20), || {
+        traps.with_oid(oid).len() >= count
+    });
+    assert!(
+        got,
+        "{what}: no notification {oid}; received: {:#?}\nagent log:\n{}",
+        traps.traps(),
+        agent.log()
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        traps.with_oid(oid).len(),
+        count,
+        "{what}: repeated notifications: {:#?}",
+        traps.with_oid(oid)
+    );
+}
+
+#[test]
+fn alarms_raise_and_clear_notifications_once() {
+    let traps = TrapReceiver::start();
+    let snmpd = Snmpd::start_with(SnmpdOptions {
+        extra_conf: vec![format!("trap2sink 127.0.0.1:{} public", traps.port)],
+        ..SnmpdOptions::default()
+    })
+    .unwrap();
+    let closed_port = free_tcp_port();
+    let pf = Postfix::builder()
+        .main_cf(&format!(
+            "transport_maps = inline:{{ {{closed.invalid=smtp:[127.0.0.1]:{closed_port}}} }}"
+        ))
+        .start();
+    let config = config_for_socket(&snmpd.socket_path())
+        + &format!(
+            "[log]\npath = [\"{}\"]\n\
+             [postfix]\nconfig_directory = \"{}\"\nqueue_directory = \"{}\"\n\
+             [queue]\ninterval_seconds = 1\n\
+             [process]\ninterval_seconds = 1\ngrace_period_seconds = 2\n\
+             [alarms]\nqueue_hold = 2\nlog_alarm_seconds = 4\nlog_silence_seconds = 0\n",
+            pf.log_path.display(),
+            pf.config_dir.display(),
+            pf.queue_dir.display()
+        );
+    let agent = Agent::start(&config);
+    assert!(agent.wait_for_log("AgentX subtree registered", Duration::from_secs(10)));
+
+    // 1. Two messages held: the hold queue reaches its threshold of 2.
+    for i in 0..2 {
+        let t = pf.smtp_send(
+            "a@test.invalid",
+            &["x@closed.invalid"],
+            &format!("Subject: {i}\n\nb\n"),
+        );
+        assert_eq!(t.data_code, Some(250));
+    }
+    assert!(wait_until(Duration::from_secs(30), || pf
+        .queue_json()
+        .len()
+        == 2));
+    pf.command("postsuper", &["-h", "ALL"]);
+    expect_once(&traps, &notification(1), 1, "hold queue size alarm", &agent);
+    let raised = &traps.with_oid(&notification(1))[0];
+    assert_eq!(
+        raised.value(&format!("{ROOT}.1.6.10.1.2.")),
+        Some("STRING: \"queue:hold\""),
+        "{raised:?}"
+    );
+    assert_eq!(
+        raised.value(&format!("{ROOT}.1.2.10.1.2.5")),
+        Some("STRING: \"hold\""),
+        "{raised:?}"
+    );
+    assert_eq!(
+        raised.value(&format!("{ROOT}.1.2.10.1.3.5")),
+        Some("Gauge32: 2"),
+        "{raised:?}"
+    );
+    assert_eq!(
+        raised.value(&format!("{ROOT}.1.6.10.1.4.")),
+        Some("INTEGER: 2"),
+        "warning: {raised:?}"
+    );
+    // The alarm is in the table too, and the overall status is warning.
+    let status = snmpd.get(&[&format!("{ROOT}.1.6.1.0")]).unwrap();
+    assert_eq!(
+        status.value_of(&format!("{ROOT}.1.6.1.0")).as_deref(),
+        Some("INTEGER: 2"),
+        "{status}"
+    );
+    // Released: one clear.
+    pf.command("postsuper", &["-H", "ALL"]);
+    expect_once(&traps, &notification(2), 1, "hold queue size clear", &agent);
+    let status = snmpd.get(&[&format!("{ROOT}.1.6.1.0")]).unwrap();
+    assert_eq!(
+        status.value_of(&format!("{ROOT}.1.6.1.0")).as_deref(),
+        Some("INTEGER: 1"),
+        "{status}"
+    );
+
+    // 2. A fatal line from a Postfix program: raised with the line's text,
+    //    cleared after log_alarm_seconds.
+    let _ = std::process::Command::new("postlog")
+        .arg("-c")
+        .arg(&pf.config_dir)
+        .args([
+            "-p",
+            "fatal",
+            "-t",
+            "postfix/agentx-test",
+            "simulated failure for the trap test",
+        ])
+        .status();
+    expect_once(&traps, &notification(13), 1, "fatal line alarm", &agent);
+    let fatal = &traps.with_oid(&notification(13))[0];
+    assert!(
+        fatal
+            .value(&format!("{ROOT}.1.6.10.1.8."))
+            .is_some_and(|t| t.contains("simulated failure for the trap test")),
+        "{fatal:?}"
+    );
+    expect_once(&traps, &notification(14), 1, "fatal line clear", &agent);
+
+    // 3. Postfix stopped: master down (critical); started again: cleared.
+    pf.stop();
+    let master_down = || {
+        traps
+            .with_oid(&notification(5))
+            .iter()
+            .filter(|t| {
+                t.value(&format!("{ROOT}.1.6.10.1.2.")) == Some("STRING: \"process:master\"")
+            })
+            .count()
+    };
+    assert!(
+        wait_until(Duration::from_secs(20), || master_down() == 1),
+        "{:#?}",
+        traps.traps()
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(master_down(), 1, "{:#?}", traps.traps());
+    pf.start_again();
+    let master_up = || {
+        traps
+            .with_oid(&notification(6))
+            .iter()
+            .filter(|t| {
+                t.value(&format!("{ROOT}.1.6.10.1.2.")) == Some("STRING: \"process:master\"")
+            })
+            .count()
+    };
+    assert!(
+        wait_until(Duration::from_secs(20), || master_up() == 1),
+        "{:#?}\n{}",
+        traps.traps(),
+        agent.log()
+    );
+
+    // No notification carries a Counter64 (SNMPv1 sinks could not take it).
+    for t in traps.traps() {
+        assert!(
+            t.varbinds.iter().all(|(_, v)| !v.starts_with("Counter64")),
+            "{t:?}"
+        );
+    }
+}
