@@ -498,6 +498,13 @@ fn counters_match_what_postfix_did() {
     assert_eq!(got.deliveries["pipe"].sent, 1);
     assert_eq!(got.deliveries["virtual"].sent, 1);
     e.c.deliveries = got.deliveries.clone();
+    // The last fatal/panic line is postlog's panic, logged last above.
+    let severe = got.last_severe_line.clone().unwrap_or_default();
+    assert!(
+        severe.contains("postfix/test[") && severe.ends_with(": panic: severity test"),
+        "last severe line: {severe:?}"
+    );
+    e.c.last_severe_line = got.last_severe_line.clone();
 
     if std::env::var_os("PFAGENTX_SAVE_LOG").is_some() {
         let out =
