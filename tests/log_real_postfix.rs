@@ -117,6 +117,7 @@ fn counters_match_what_postfix_did() {
     // A second smtpd with STARTTLS and another hostname (so the smtp client
     // does not see a mail loop); what it receives for tls.test.invalid is
     // rewritten to alice by its own cleanup service.
+    let postscreen_port = support::free_tcp_port();
     let tls_listener = format!(
         "127.0.0.1:{tls_port} inet n - n - - smtpd -o myhostname=tlsin.test.invalid \
          -o smtpd_tls_security_level=may -o smtpd_tls_loglevel=1 -o smtpd_tls_cert_file={} -o smtpd_tls_key_file={} \
@@ -148,6 +149,15 @@ fn counters_match_what_postfix_did() {
         .master_cf(&tls_listener)
         // A transport whose log tag names its service: postfix/hardrelay/smtp.
         .master_cf("hardrelay unix - - n - - smtp -o syslog_name=postfix/$service_name")
+        // postscreen in front of smtpd on its own port; 127.0.0.1 is on its
+        // block list and the block is enforced (RCPT is rejected).
+        .master_cf(&format!("127.0.0.1:{postscreen_port} inet n - n - 1 postscreen"))
+        .master_cf("smtpd pass - - n - - smtpd")
+        .master_cf("dnsblog unix - - n - 0 dnsblog")
+        .master_cf("tlsproxy unix - - n - 0 tlsproxy")
+        .main_cf("postscreen_access_list = cidr:{dir}/etc/postscreen_access.cidr")
+        .main_cf("postscreen_blacklist_action = enforce")
+        .file("postscreen_access.cidr", "127.0.0.1/32 reject\n")
         .master_cf("cleanup2 unix n - n - 0 cleanup -o { virtual_alias_maps = inline:{ {t@tls.test.invalid=alice@mx.test.invalid} } }")
         .file("header_checks", HEADER_CHECKS)
         .file("body_checks", BODY_CHECKS)
@@ -356,6 +366,18 @@ fn counters_match_what_postfix_did() {
     assert_eq!(t.data_code, Some(250), "{t:?}");
     e.c.discarded += 1;
 
+    // --- postscreen: a blocked client is rejected at RCPT (one rejection);
+    // its CONNECT is not an smtpd connection.
+    {
+        let mut c = support::postfix::SmtpClient::connect(postscreen_port);
+        c.command("EHLO client.test.invalid");
+        c.command("MAIL FROM:<sender@example.com>");
+        let (code, text) = c.command(&format!("RCPT TO:<{}>", rcpt("alice")));
+        assert_eq!(code / 100, 5, "postscreen RCPT reply: {text}");
+        c.command("QUIT");
+        e.reject(RejectReason::Postscreen, true);
+    }
+
     // --- Local submission through pickup.
     let m = msg("sendmail");
     sent_bytes += m.len() as u64;
@@ -498,13 +520,11 @@ fn counters_match_what_postfix_did() {
     assert_eq!(got.deliveries["pipe"].sent, 1);
     assert_eq!(got.deliveries["virtual"].sent, 1);
     e.c.deliveries = got.deliveries.clone();
-    // The alarm text keeps the last fatal/panic line: the test's panic came last.
+    // The last fatal/panic line is postlog's panic, logged last above.
+    let severe = got.last_severe_line.clone().unwrap_or_default();
     assert!(
-        got.last_severe_line
-            .as_deref()
-            .is_some_and(|l| l.ends_with("panic: severity test")),
-        "{:?}",
-        got.last_severe_line
+        severe.contains("postfix/test[") && severe.ends_with(": panic: severity test"),
+        "last severe line: {severe:?}"
     );
     e.c.last_severe_line = got.last_severe_line.clone();
 

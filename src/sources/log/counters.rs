@@ -1,5 +1,42 @@
 //! Turning classified log lines into `LogCounters`.
 //!
+//! # What each counter counts
+//!
+//! A line counts only if its syslog name is `postfix`, starts with
+//! `postfix` (multi-instance `postfix-out`) or is a configured extra name,
+//! and only by the first token after `prog[pid]: ` or after the queue id.
+//!
+//! * delivered: `status=sent` lines of any delivery agent, except local(8)
+//!   forwards (`forwarded as NEWID`) and the discard(8) transport.
+//! * forwarded: local(8) `status=sent (forwarded as NEWID)` lines.
+//! * received, generated, held, discarded: see the state machine below.
+//! * rejected: `reject:` and `milter-reject:` lines of smtpd, postscreen and
+//!   cleanup (NOQUEUE or queue id); `reject_warning:` is not counted. The
+//!   reason class comes from Postfix's wording in the reply text (after the
+//!   client-chosen `<address>: `); policy servers answer with the address
+//!   class's wording, so only common policy texts (`Greylisted`, `Policy
+//!   Rejection`) are recognised as such. 4xx/5xx from the reply code (or the
+//!   enhanced status where there is no code).
+//! * deferred / bounced: `status=deferred` / `status=bounced` lines.
+//! * expired: qmgr `from=<...>, status=expired, returned to sender`.
+//! * logWarning/Error/Fatal/Panic: `warning:`/`error:`/`fatal:`/`panic:`
+//!   directly after the tag (a `QID: warning: header ...` WARN action is not).
+//! * deliveries table: every `status=sent|deferred|bounced` line by service
+//!   (the middle part of `postfix/SERVICE/PROGRAM`, set by master.cf
+//!   `syslog_name=postfix/$service_name`, else the program), so it also holds
+//!   local forwards and the discard transport; `delay=` summed in ms.
+//! * smtpConnections: smtpd `connect from` only. postscreen's `CONNECT from`
+//!   is not counted: clients that pass postscreen are counted by smtpd.
+//! * saslAuthFailures: smtpd `warning: host[addr]: SASL X authentication
+//!   failed` (also counted as a warning).
+//! * tlsConnectionsIn/Out: smtpd `... TLS connection established from` and
+//!   smtp/lmtp `... TLS connection established to`; Postfix logs these only
+//!   with `smtpd_tls_loglevel`/`smtp_tls_loglevel` >= 1.
+//!
+//! Known limits: mail re-injected after a content filter (a second smtpd
+//! `client=`) and `postsuper -r` requeues (a new pickup queue id) count as
+//! received again; they are indistinguishable from new mail in the log.
+//!
 //! # Message state machine (per queue id)
 //!
 //! Postfix logs one message's life over several lines from several daemons,

@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# Log parsing throughput, side by side in one run:
+#   postfix-agentx parse, the seed's 12 `grep -c` patterns, `wc -l`,
+#   pflogsumm, mtail (--one_shot with Debian's example postfix.mtail) and
+#   prometheus-postfix-exporter (it only tails: it is started on an empty
+#   file, the log is appended, and the time until its counters stop moving
+#   is measured).
+#
+# Usage: benches/parse_throughput.sh [MIN_BYTES]   (default 1100000000)
+# Env:   WORK=/tmp/pfagentx-bench  SKIP="pflogsumm mtail exporter"
+#
+# The log is the real Postfix 3.7 sample (tests/fixtures) repeated with fresh
+# queue ids and advancing timestamps (half RFC 3164, half RFC 3339); see
+# examples/parse_bench.rs. Throughput is given per CPU second (user+sys:
+# what one core does) and per wall second; peak RSS from /usr/bin/time.
+set -euo pipefail
+
+MIN_BYTES=${1:-1100000000}
+WORK=${WORK:-/tmp/pfagentx-bench}
+SKIP=${SKIP:-}
+cd "$(dirname "$0")/.."
+
+need() {
+    command -v "$1" >/dev/null || { echo "missing $1: apt-get install -y $2" >&2; return 1; }
+}
+need /usr/bin/time time
+
+cargo build --release --quiet --bin postfix-agentx --example parse_bench
+mkdir -p "$WORK"
+LOG=$WORK/maillog
+if [ ! -s "$LOG" ] || [ "$(stat -c %s "$LOG")" -lt "$MIN_BYTES" ]; then
+    target/release/examples/parse_bench generate "$LOG" "$MIN_BYTES"
+fi
+cat "$LOG" >/dev/null # warm the page cache: measure parsing, not the disk
+LINES=$(wc -l <"$LOG")
+BYTES=$(stat -c %s "$LOG")
+echo "log: $LOG, $BYTES bytes, $LINES lines; $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
+printf '%-34s %9s %9s %12s %12s %9s\n' tool "wall s" "cpu s" "Mlines/cpu-s" "Mlines/wall-s" "RSS MB"
+
+row() { # name wall cpu rss_kb
+    awk -v n="$1" -v w="$2" -v c="$3" -v r="$4" -v l="$LINES" 'BEGIN {
+        printf "%-34s %9.2f %9.2f %12.2f %12.2f %9.1f\n", n, w, c, (c > 0 ? l / c / 1e6 : 0), (w > 0 ? l / w / 1e6 : 0), r / 1024 }'
+}
+
+measure() { # name command...
+    local name=$1
+    shift
+    /usr/bin/time -f "%e %U %S %M" -o "$WORK/$name.time" "$@" >"$WORK/$name.out" 2>"$WORK/$name.err" || true
+    local wall user sys rss
+    read -r wall user sys rss <"$WORK/$name.time"
+    row "$name" "$wall" "$(awk -v u="$user" -v s="$sys" 'BEGIN{print u+s}')" "$rss"
+}
+
+measure "postfix-agentx parse" target/release/postfix-agentx parse --format json "$LOG"
+measure "wc -l" wc -l "$LOG"
+
+# The seed's patterns, one grep -c pass each (C locale: the fastest grep).
+cat >"$WORK/seed-greps.sh" <<'EOF'
+for p in " status=sent (delivered to" "status=sent (forwarded to" "reject:" "postfix/pickup" \
+         "discard:" "status=deferred" "status=bounced" "hold:" " fatal:" " warning:" " panic:" " error:"; do
+    printf '%s\t%s\n' "$p" "$(LC_ALL=C grep -cF -- "$p" "$1")"
+done
+EOF
+measure "seed greps (12 x grep -c)" bash "$WORK/seed-greps.sh" "$LOG"
+
+if [[ " $SKIP " != *" pflogsumm "* ]] && need pflogsumm pflogsumm; then
+    measure "pflogsumm" pflogsumm "$LOG"
+fi
+
+if [[ " $SKIP " != *" mtail "* ]] && need mtail mtail; then
+    mkdir -p "$WORK/mtail-progs"
+    cp /usr/share/doc/mtail/examples/postfix.mtail "$WORK/mtail-progs/"
+    measure "mtail --one_shot (postfix.mtail)" mtail --progs "$WORK/mtail-progs" --logs "$LOG" \
+        --one_shot --one_shot_format json --logtostderr=false
+fi
+
+if [[ " $SKIP " != *" exporter "* ]] && need prometheus-postfix-exporter prometheus-postfix-exporter; then
+    FEED=$WORK/feed.log
+    : >"$FEED"
+    PORT=$((20000 + RANDOM % 20000))
+    prometheus-postfix-exporter --web.listen-address="127.0.0.1:$PORT" \
+        --postfix.logfile_path="$FEED" --postfix.showq_path=/nonexistent >"$WORK/exporter.err" 2>&1 &
+    EXPORTER=$!
+    trap 'kill $EXPORTER 2>/dev/null || true' EXIT
+    sleep 1
+    metric() { curl -s "127.0.0.1:$PORT/metrics" | awk '/^postfix_smtpd_connects_total /{print $2}'; }
+    start=$(date +%s.%N)
+    cat "$LOG" >>"$FEED"
+    last=-1
+    stable=0
+    while [ "$stable" -lt 10 ]; do
+        sleep 1
+        now=$(metric)
+        if [ "$now" = "$last" ]; then stable=$((stable + 1)); else stable=0; last=$now; done_at=$(date +%s.%N); fi
+    done
+    ticks=$(getconf CLK_TCK)
+    read -r utime stime < <(awk '{print $14, $15}' "/proc/$EXPORTER/stat")
+    hwm=$(awk '/VmHWM/{print $2}' "/proc/$EXPORTER/status")
+    kill "$EXPORTER"
+    wall=$(awk -v a="$start" -v b="$done_at" 'BEGIN{print b-a}')
+    cpu=$(awk -v u="$utime" -v s="$stime" -v t="$ticks" 'BEGIN{print (u+s)/t}')
+    row "prometheus-postfix-exporter (tail)" "$wall" "$cpu" "$hwm"
+    echo "  exporter smtpd connects: $last"
+    rm -f "$FEED"
+fi
+
+echo
+echo "postfix-agentx counters:"
+grep -E '"(delivered|received|rejected|linesRead|linesUnparsed|smtpConnections)"' "$WORK/postfix-agentx parse.out" | tr -d ' ,' | paste -sd' '
+echo "seed greps:"
+paste -sd' ' "$WORK/seed greps (12 x grep -c).out"
