@@ -17,6 +17,7 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::{mpsc, watch};
 
 mod log;
+mod probe;
 mod process;
 mod queue;
 
@@ -164,6 +165,7 @@ fn spawn_collectors(
         let (c, p, s) = (config.clone(), Arc::clone(publisher), shutdown.clone());
         threads.push(spawn_named("process", move || process::run(c, p, s))?);
     }
+    threads.extend(probe::spawn(config, publisher, shutdown)?);
     Ok(threads)
 }
 
@@ -187,5 +189,6 @@ pub fn collect_once(config: &Config) -> Result<MibView> {
     if config.process.enabled {
         process::collect_once(config, &publisher);
     }
+    probe::collect_once(config, &publisher);
     Ok(publisher.view().load().as_ref().clone())
 }
