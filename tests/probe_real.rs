@@ -172,7 +172,9 @@ impl Dovecot {
              service imap-login {{\n  inet_listener imap {{\n    port = {imap}\n  }}\n  \
                inet_listener imaps {{\n    port = {imaps}\n    ssl = yes\n  }}\n}}\n\
              service pop3-login {{\n  inet_listener pop3 {{\n    port = {pop3}\n  }}\n  \
-               inet_listener pop3s {{\n    port = {pop3s}\n    ssl = yes\n  }}\n}}\n"
+               inet_listener pop3s {{\n    port = {pop3s}\n    ssl = yes\n  }}\n}}\n\
+             # SASL for Postfix's submission service (smtpd runs as postfix)\n\
+             service auth {{\n  unix_listener auth-postfix {{\n    mode = 0666\n  }}\n}}\n"
         );
         let conf_path = d.join("dovecot.conf");
         fs::write(&conf_path, conf).unwrap();
@@ -231,6 +233,11 @@ impl Dovecot {
 
     fn log(&self) -> String {
         fs::read_to_string(self.dir.path().join("dovecot.log")).unwrap_or_default()
+    }
+
+    /// The SASL socket for Postfix's `smtpd_sasl_path`.
+    fn auth_socket(&self) -> PathBuf {
+        self.dir.path().join("run/auth-postfix")
     }
 
     fn maildir_base(&self) -> PathBuf {
@@ -316,7 +323,7 @@ fn round_trip_probe(
 #[test]
 fn round_trips_and_certificates_through_real_postfix_dovecot_and_snmpd() {
     let snmpd = Snmpd::start().unwrap();
-    let users = ["imapuser", "pop3user", "plainuser"];
+    let users = ["imapuser", "pop3user", "plainuser", "subuser"];
     let dovecot = Dovecot::start(&users);
     let certs = tempfile::Builder::new()
         .prefix("pfagentx-certs-")
@@ -327,6 +334,8 @@ fn round_trips_and_certificates_through_real_postfix_dovecot_and_snmpd() {
     let (expired, expired_key) =
         write_cert(certs.path(), "expired", "old.test.invalid", (2002, 1, 1));
     let expired_port = free_tcp_port();
+    let submission_port = free_tcp_port();
+    let smtps_port = free_tcp_port();
     let pf = postfix_for(
         &dovecot,
         &users,
@@ -341,11 +350,23 @@ fn round_trips_and_certificates_through_real_postfix_dovecot_and_snmpd() {
                 expired.display(),
                 expired_key.display()
             ),
+            // Submission: TLS required, and only authenticated clients may send.
+            format!(
+                "127.0.0.1:{submission_port} inet n - n - - smtpd -o smtpd_tls_security_level=encrypt \
+                 -o smtpd_sasl_auth_enable=yes -o smtpd_sasl_type=dovecot -o smtpd_sasl_path={} \
+                 -o smtpd_client_restrictions=permit_sasl_authenticated,reject",
+                dovecot.auth_socket().display()
+            ),
+            format!(
+                "127.0.0.1:{smtps_port} inet n - n - - smtpd -o smtpd_tls_wrappermode=yes \
+                 -o smtpd_tls_security_level=encrypt"
+            ),
         ],
     );
-    assert!(wait_until(Duration::from_secs(10), || tcp_listening(
-        expired_port
-    )));
+    let ports = [expired_port, submission_port, smtps_port];
+    assert!(wait_until(Duration::from_secs(10), || ports
+        .iter()
+        .all(|&p| tcp_listening(p))));
 
     // Leftovers of an earlier run and an unrelated message, already delivered.
     for user in ["imapuser", "pop3user"] {
@@ -382,7 +403,9 @@ fn round_trips_and_certificates_through_real_postfix_dovecot_and_snmpd() {
          [[probe]]\nname = \"smtp-expired\"\ntype = \"smtp\"\n\
          target = \"127.0.0.1:{expired_port}\"\ntls = \"starttls\"\ninterval_seconds = 2\n\
          [[probe]]\nname = \"smtp-verified\"\ntype = \"smtp\"\ntarget = \"127.0.0.1:{smtp}\"\n\
-         tls = \"starttls\"\ntls_verify = true\ninterval_seconds = 2\n",
+         tls = \"starttls\"\ntls_verify = true\ninterval_seconds = 2\n\
+         [[probe]]\nname = \"smtps\"\ntype = \"smtp\"\ntarget = \"127.0.0.1:{smtps_port}\"\n\
+         tls = \"implicit\"\ninterval_seconds = 2\n",
         pf.config_dir.display()
     ));
     config.push_str(&round_trip_probe(
@@ -409,9 +432,40 @@ fn round_trips_and_certificates_through_real_postfix_dovecot_and_snmpd() {
         "plainuser",
         smtp,
     ));
+    // Submission with AUTH PLAIN after STARTTLS, and the same without AUTH.
+    config.push_str(&format!(
+        "{}smtp_user = \"subuser\"\nsmtp_password = \"{PASSWORD}\"\n",
+        round_trip_probe(
+            "imap-auth",
+            "imap-roundtrip",
+            dovecot.imap,
+            "starttls",
+            "subuser",
+            submission_port
+        )
+    ));
+    config.push_str(&round_trip_probe(
+        "imap-noauth",
+        "imap-roundtrip",
+        dovecot.imap,
+        "starttls",
+        "subuser",
+        submission_port,
+    ));
     let agent = start_agent_with_private_config(&config);
 
-    for name in ["smtp", "smtp-expired", "imap", "pop3s", "imap-plain"] {
+    let rows = wait_status(&snmpd, &agent, "imap-noauth", "failed", 60);
+    let reason = cell(&rows, "imap-noauth", "postfixProbeLastError");
+    assert!(reason.starts_with("SMTP: RCPT TO 554 5.7.1"), "{reason}");
+    for name in [
+        "smtp",
+        "smtp-expired",
+        "smtps",
+        "imap",
+        "pop3s",
+        "imap-plain",
+        "imap-auth",
+    ] {
         wait_status(&snmpd, &agent, name, "ok", 60);
     }
     let rows = wait_status(&snmpd, &agent, "smtp-verified", "failed", 20);
@@ -420,7 +474,7 @@ fn round_trips_and_certificates_through_real_postfix_dovecot_and_snmpd() {
         reason.contains("TLS handshake failed") && reason.contains("certificate"),
         "{reason}"
     );
-    for name in ["imap", "pop3s", "imap-plain"] {
+    for name in ["imap", "pop3s", "imap-plain", "imap-auth"] {
         assert_eq!(cell(&rows, name, "postfixProbeSuccesses"), "1", "{rows:?}");
         assert_eq!(cell(&rows, name, "postfixProbeLastError"), "", "{rows:?}");
         let latency: u64 = cell(&rows, name, "postfixProbeLatency").parse().unwrap();
@@ -445,6 +499,7 @@ fn round_trips_and_certificates_through_real_postfix_dovecot_and_snmpd() {
         assert!(left[0].contains("Subject: keep me"), "{left:?}");
     }
     assert!(dovecot.messages("plainuser").is_empty());
+    assert!(dovecot.messages("subuser").is_empty());
 
     // Certificates: the files (main.cf and the master.cf override) and the
     // ones served in the STARTTLS handshakes.
@@ -453,6 +508,7 @@ fn round_trips_and_certificates_through_real_postfix_dovecot_and_snmpd() {
         (expired.display().to_string(), false),
         ("probe:smtp".to_string(), true),
         ("probe:smtp-expired".to_string(), false),
+        ("probe:smtps".to_string(), true),
         ("probe:imap".to_string(), true),
         ("probe:pop3s".to_string(), true),
     ];
