@@ -161,13 +161,15 @@ fn log_transition(p: &ProbeConfig, before: Option<ProbeState>, outcome: &ProbeOu
 
 fn run_and_record(p: &ProbeConfig, certs: bool, publisher: &Publisher, cancel: &Cancel) {
     let outcome = probe::run(p, cancel);
-    let before = publisher
-        .snapshot()
-        .probes
-        .and_then(|rows| rows.into_iter().find(|r| r.name == p.name))
-        .map(|r| r.state);
-    log_transition(p, before, &outcome);
-    publisher.update(|s| record(s, p, &outcome, certs, SystemTime::now()));
+    publisher.update(|s| {
+        let before = s
+            .probes
+            .as_ref()
+            .and_then(|rows| rows.iter().find(|r| r.name == p.name))
+            .map(|r| r.state);
+        log_transition(p, before, &outcome);
+        record(s, p, &outcome, certs, SystemTime::now());
+    });
 }
 
 fn probe_loop(p: ProbeConfig, certs: bool, publisher: Arc<Publisher>, shutdown: Shutdown) {
@@ -344,6 +346,28 @@ mod tests {
         assert!(row.last_error.is_empty());
         assert_eq!((row.latency_ms, row.banner_ms), (12, 3));
         assert_eq!(s.health[PROBES].state, crate::snapshot::HealthState::Ok);
+    }
+
+    #[test]
+    fn switched_off_sources_have_no_table() {
+        let root = crate::snmp::Oid::parse("1.3.6.1.4.1.8072.9999.9999.25").unwrap();
+        let publisher = Publisher::new(root, snapshot_with(&ProbeConfig::default_smtp()));
+        publisher.update(|s| {
+            s.probes = None;
+            s.certs = None;
+        });
+        let mut config = Config::default();
+        config.probes.enabled = false;
+        config.certs.enabled = false;
+        collect_once(&config, &publisher);
+        let s = publisher.snapshot();
+        assert!(s.probes.is_none() && s.certs.is_none());
+        assert!(!s.health.contains_key(PROBES) && !s.health.contains_key(CERTS));
+
+        config.certs.enabled = true;
+        config.certs.from_postfix = false;
+        publish_initial(&config, &publisher);
+        assert_eq!(publisher.snapshot().certs, Some(Vec::new()));
     }
 
     #[test]

@@ -233,7 +233,7 @@ impl Conn {
                         cancel: Arc::clone(cancel),
                     });
                 }
-                Err(e) => last = io_failure(&e, "connect"),
+                Err(e) => last = io_failure(&e, "connecting"),
             }
         }
         Err(last)

@@ -184,8 +184,7 @@ pub fn probe(
         served,
         start + probe.timeout(),
         cancel,
-    );
-    let session = session?;
+    )?;
     *banner = Some(session.banner_time);
     session.quit();
     Ok(start.elapsed())
