@@ -719,7 +719,13 @@ fn smtp_failures_are_named_and_never_hang() {
         ));
     }
     config.push_str("[[probe]]\nname = \"off\"\ntype = \"smtp\"\nenabled = false\n");
-    let agent = Agent::start(&config);
+    let dump_config = config.clone();
+    // Mid-run at shutdown: the agent must not wait out this timeout.
+    config.push_str(&format!(
+        "[[probe]]\nname = \"silent-long\"\ntype = \"smtp\"\n\
+         target = \"127.0.0.1:{silent_port}\"\ntimeout_seconds = 120\n"
+    ));
+    let mut agent = Agent::start(&config);
     let expect = [
         ("rejecting", "failed", "banner 554 5.7.1 go away"),
         ("no-tls", "failed", "STARTTLS not offered"),
@@ -758,6 +764,37 @@ fn smtp_failures_are_named_and_never_hang() {
         "error",
         "{health:?}"
     );
+
+    // `dump` runs each probe once.
+    let dump_path = agent.dir.path().join("dump.toml");
+    fs::write(&dump_path, dump_config).unwrap();
+    let dump = support::agent::run_cli(&["dump", "-c", &dump_path.display().to_string()]);
+    let text = String::from_utf8_lossy(&dump.stdout);
+    assert!(
+        dump.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&dump.stderr)
+    );
+    let line = |object: &str| {
+        text.lines()
+            .find(|l| l.starts_with(object))
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert!(
+        line("postfixProbeLastError.\"closed\"").ends_with("connection refused"),
+        "{text}"
+    );
+    assert!(
+        line("postfixProbeLastError.\"rejecting\"").ends_with("banner 554 5.7.1 go away"),
+        "{text}"
+    );
+
+    let (took, status) = agent
+        .terminate(Duration::from_secs(10))
+        .expect("agent exits on SIGTERM while a probe waits on a silent server");
+    assert!(status.success(), "{status:?}\n{}", agent.log());
+    assert!(took < Duration::from_secs(3), "shutdown took {took:?}");
     drop(silent);
     let _ = TcpStream::connect(("127.0.0.1", closed));
 }

@@ -13,7 +13,7 @@ use crate::config::{ProbeConfig, TlsMode};
 use crate::snapshot::ProbeKind;
 use rustls::StreamOwned;
 use std::io::{Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -213,10 +213,7 @@ pub struct Conn {
 impl Conn {
     /// Connects to `target` (host:port) before `deadline`.
     pub fn connect(target: &str, deadline: Instant, cancel: &Cancel) -> Result<Conn, ProbeFailure> {
-        let addrs: Vec<_> = target
-            .to_socket_addrs()
-            .map_err(|e| ProbeFailure::failed(format!("cannot resolve {target}: {e}")))?
-            .collect();
+        let addrs = resolve(target, deadline)?;
         let mut last = ProbeFailure::failed(format!("{target} resolves to no address"));
         for addr in addrs {
             let remaining = deadline.saturating_duration_since(Instant::now());
@@ -399,6 +396,33 @@ impl Conn {
     }
 }
 
+/// Resolves `target` before `deadline`. The system resolver cannot be
+/// interrupted, so a name lookup runs on a helper thread that is abandoned
+/// (and ends on its own) when the deadline passes.
+fn resolve(target: &str, deadline: Instant) -> Result<Vec<SocketAddr>, ProbeFailure> {
+    if let Ok(addr) = target.parse::<SocketAddr>() {
+        return Ok(vec![addr]);
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    let name = target.to_string();
+    std::thread::Builder::new()
+        .name("probe-resolve".to_string())
+        .spawn(move || {
+            let _ = tx.send(name.to_socket_addrs().map(Iterator::collect::<Vec<_>>));
+        })
+        .map_err(|e| ProbeFailure::failed(format!("cannot start a resolver thread: {e}")))?;
+    let remaining = deadline.saturating_duration_since(Instant::now());
+    match rx.recv_timeout(remaining) {
+        Ok(Ok(addrs)) => Ok(addrs),
+        Ok(Err(e)) => Err(ProbeFailure::failed(format!(
+            "cannot resolve {target}: {e}"
+        ))),
+        Err(_) => Err(ProbeFailure::timeout(format!(
+            "timed out resolving {target}"
+        ))),
+    }
+}
+
 fn is_retry(e: &std::io::Error) -> bool {
     matches!(
         e.kind(),
@@ -516,6 +540,15 @@ mod tests {
         let err = c.read_line(100, "waiting for the banner").unwrap_err();
         assert!(err.timeout, "{err:?}");
         drop(l);
+    }
+
+    #[test]
+    fn names_resolve_and_bad_names_fail() {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        assert!(!resolve("localhost:25", deadline).unwrap().is_empty());
+        assert_eq!(resolve("127.0.0.1:25", deadline).unwrap().len(), 1);
+        let err = resolve("no-such-host.invalid:25", deadline).unwrap_err();
+        assert!(err.reason.contains("no-such-host.invalid"), "{err:?}");
     }
 
     #[test]
