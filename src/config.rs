@@ -515,6 +515,16 @@ impl ProbeConfig {
         if let Some(from) = &self.from {
             check_line_safe(from).with_context(|| ctx("from"))?;
         }
+        for (key, value) in [("to", &self.to), ("from", &self.from)] {
+            if value
+                .as_deref()
+                .is_some_and(|v| v.contains(|c: char| c.is_whitespace() || c == '<' || c == '>'))
+            {
+                bail!(ctx(&format!(
+                    "{key} must be a bare address (user@domain), without spaces or <>"
+                )));
+            }
+        }
         check_host_port(&self.smtp_target()).with_context(|| ctx("smtp_target"))?;
         match (&self.smtp_user, &self.smtp_password) {
             (Some(u), Some(p)) => {
@@ -832,6 +842,10 @@ smtp_password = "other-secret"
             ("[[probe]]\nname = \"a\"\ntype = \"smtp\"\nbogus = 1\n", "bogus"),
             ("[[probe]]\nname = \"a\"\ntype = \"ftp\"\n", "ftp"),
             ("[certs]\ninterval_seconds = 0\n", "certs.interval_seconds"),
+            (
+                "[[probe]]\nname = \"a\"\ntype = \"imap-roundtrip\"\nto = \"<x@y>\"\nuser = \"u\"\npassword = \"p\"\n",
+                "bare address",
+            ),
         ];
         for (text, needle) in cases {
             let err = format!("{:#}", Config::from_toml(text, "t").unwrap_err());
