@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod agent;
+pub mod dovecot;
 pub mod mibs;
 pub mod postfix;
 pub mod snmpd;
