@@ -31,8 +31,14 @@ fn systemd_analyze() -> PathBuf {
 fn verify_unit(dropins: &[&str]) -> Output {
     let dir = tempfile::tempdir().unwrap();
     let unit = fs::read_to_string(packaging("postfix-agentx.service")).unwrap();
-    assert!(unit.contains("ExecStart=/usr/bin/postfix-agentx "), "{unit}");
-    let unit = unit.replace("ExecStart=/usr/bin/postfix-agentx", &format!("ExecStart={BIN}"));
+    assert!(
+        unit.contains("ExecStart=/usr/bin/postfix-agentx "),
+        "{unit}"
+    );
+    let unit = unit.replace(
+        "ExecStart=/usr/bin/postfix-agentx",
+        &format!("ExecStart={BIN}"),
+    );
     let path = dir.path().join("postfix-agentx.service");
     fs::write(&path, unit).unwrap();
     if !dropins.is_empty() {
@@ -145,7 +151,10 @@ impl SnippetSnmpd {
         assert!(snippet.contains("agentXSocket unix:/var/agentx/master\n"));
         assert!(snippet.contains(" postfix-agentx\n"));
         let snippet = snippet
-            .replace("unix:/var/agentx/master", &format!("unix:{}", sock.display()))
+            .replace(
+                "unix:/var/agentx/master",
+                &format!("unix:{}", sock.display()),
+            )
             .replace(" postfix-agentx\n", &format!(" {group}\n"));
         // Debian's stock access rules (/etc/snmp/snmpd.conf), minus its
         // agentaddress: the port is given on the command line.
@@ -216,7 +225,9 @@ impl SnippetSnmpd {
 
     fn v2c(&self, tool: &str, oid: &str) -> Output {
         Command::new(tool)
-            .args(["-v2c", "-c", "public", "-On", "-m", "", "-t", "1", "-r", "1"])
+            .args([
+                "-v2c", "-c", "public", "-On", "-m", "", "-t", "1", "-r", "1",
+            ])
             .arg(self.address())
             .arg(oid)
             .env("MIBS", "")
@@ -226,8 +237,12 @@ impl SnippetSnmpd {
 
     fn v3(&self, auth: &str, oid: &str) -> Output {
         Command::new("snmpwalk")
-            .args(["-v3", "-u", V3_USER, "-l", "authPriv", "-a", "SHA", "-A", auth])
-            .args(["-x", "AES", "-X", V3_PRIV, "-On", "-m", "", "-t", "1", "-r", "0"])
+            .args([
+                "-v3", "-u", V3_USER, "-l", "authPriv", "-a", "SHA", "-A", auth,
+            ])
+            .args([
+                "-x", "AES", "-X", V3_PRIV, "-On", "-m", "", "-t", "1", "-r", "0",
+            ])
             .arg(self.address())
             .arg(oid)
             .env("MIBS", "")
@@ -350,7 +365,11 @@ fn snmpd_snippet_view_group_socket_and_v3_user() {
     let walk = snmpd.v2c("snmpwalk", ROOT);
     let walked = String::from_utf8_lossy(&walk.stdout).to_string();
     assert!(
-        walked.lines().filter(|l| l.starts_with(&format!(".{ROOT}."))).count() >= 5,
+        walked
+            .lines()
+            .filter(|l| l.starts_with(&format!(".{ROOT}.")))
+            .count()
+            >= 5,
         "{}",
         text(&walk)
     );
@@ -366,7 +385,11 @@ fn snmpd_snippet_view_group_socket_and_v3_user() {
     let v3 = snmpd.v3(V3_AUTH, ROOT);
     assert!(v3.status.success(), "{}", text(&v3));
     let v3_text = String::from_utf8_lossy(&v3.stdout).to_string();
-    assert!(v3_text.contains(&format!(".{version} = STRING")), "{}", text(&v3));
+    assert!(
+        v3_text.contains(&format!(".{version} = STRING")),
+        "{}",
+        text(&v3)
+    );
     // ...and nothing outside its view...
     let v3_if = snmpd.v3(V3_AUTH, "1.3.6.1.2.1.2");
     assert!(
@@ -378,4 +401,32 @@ fn snmpd_snippet_view_group_socket_and_v3_user() {
     let bad = snmpd.v3("wrong-pass-phrase", ROOT);
     assert!(!bad.status.success(), "{}", text(&bad));
     assert!(!String::from_utf8_lossy(&bad.stdout).contains(ROOT));
+}
+
+#[test]
+fn man_pages_are_generated_for_every_subcommand_and_the_generator_is_hidden() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .args(["man", "--out-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    for page in ["", "-run", "-check-config", "-dump", "-parse", "-mib"] {
+        let path = dir.path().join(format!("postfix-agentx{page}.1"));
+        let roff = fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        assert!(roff.contains(".TH postfix-agentx"), "{roff}");
+    }
+    let run = fs::read_to_string(dir.path().join("postfix-agentx-run.1")).unwrap();
+    assert!(run.contains("allow\\-root"), "{run}");
+    // `man` without --out-dir prints the main page.
+    let out = Command::new(BIN).arg("man").output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with(".ie"));
+    // Hidden from --help.
+    let help = Command::new(BIN).arg("--help").output().unwrap();
+    let help = String::from_utf8_lossy(&help.stdout).to_string();
+    assert!(
+        !help.lines().any(|l| l.trim_start().starts_with("man ")),
+        "{help}"
+    );
 }

@@ -172,12 +172,18 @@ fn zabbix_items_match_the_mib_and_rate_only_counters() {
         );
         let syntax = node.syntax.as_deref().unwrap_or("");
         if is_counter(syntax) {
-            assert!(item.per_second, "{item:?}: {syntax} without CHANGE_PER_SECOND");
+            assert!(
+                item.per_second,
+                "{item:?}: {syntax} without CHANGE_PER_SECOND"
+            );
         } else {
             assert!(!item.per_second, "{item:?}: {syntax} is not a counter");
         }
     }
-    assert_eq!(discovery, 7, "discovery rules: queue, process, probe, cert, reject, delivery, source");
+    assert_eq!(
+        discovery, 7,
+        "discovery rules: queue, process, probe, cert, reject, delivery, source"
+    );
 
     // Triggers and graphs reference items of this template by key.
     let keys: BTreeSet<String> = items.iter().map(|i| i.key.clone()).collect();
@@ -191,7 +197,10 @@ fn zabbix_items_match_the_mib_and_rate_only_counters() {
     assert!(referenced >= 8, "{referenced} trigger item references");
     for line in text.lines() {
         if let Some(key) = field(line, "key") {
-            assert!(keys.contains(key), "graph or item references unknown key {key}");
+            assert!(
+                keys.contains(key),
+                "graph or item references unknown key {key}"
+            );
         }
     }
 }
@@ -238,9 +247,13 @@ fn xml_values(text: &str, tag: &str) -> Vec<String> {
 fn cacti_data_queries_match_the_mib_and_data_source_types() {
     let nodes = nodes();
     let oids = by_oid(&nodes);
-    let types_text = fs::read_to_string(repo(&format!("{CACTI_DIR}/data_source_types.tsv"))).unwrap();
+    let types_text =
+        fs::read_to_string(repo(&format!("{CACTI_DIR}/data_source_types.tsv"))).unwrap();
     let mut types: HashMap<(String, String), (String, String)> = HashMap::new();
-    for line in types_text.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()) {
+    for line in types_text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+    {
         let f: Vec<&str> = line.split('\t').collect();
         assert_eq!(f.len(), 4, "bad line {line:?}");
         types.insert(
@@ -277,7 +290,11 @@ fn cacti_data_queries_match_the_mib_and_data_source_types() {
             let node = oids
                 .get(oid.trim_start_matches('.'))
                 .unwrap_or_else(|| panic!("{file}: {id}: {oid} not in the MIB"));
-            assert_eq!(node.name, name, "{file}: {id} polls {} but says {name}", node.name);
+            assert_eq!(
+                node.name, name,
+                "{file}: {id} polls {} but says {name}",
+                node.name
+            );
             assert!(is_column(node, &nodes), "{file}: {id} is not a column");
             if direction == "output" {
                 outputs += 1;
@@ -294,7 +311,11 @@ fn cacti_data_queries_match_the_mib_and_data_source_types() {
             }
         }
         let declared = text.matches("<direction>").count();
-        assert_eq!(fields + 1, declared, "{file}: a field lacks its object comment");
+        assert_eq!(
+            fields + 1,
+            declared,
+            "{file}: a field lacks its object comment"
+        );
     }
     assert_eq!(queries, 6, "queue, process, reject, delivery, probe, cert");
     assert_eq!(outputs, types.len(), "data_source_types.tsv has stale rows");
