@@ -13,5 +13,7 @@ fi
 
 cargo build --release --locked
 bash packaging/gen-man.sh target/release/postfix-agentx target/man
-# --no-build: the binary above is the one packaged; cargo deb prints the path.
-cargo deb --no-build --no-strip --locked --output target/debian/ | tail -n 1
+# --no-build: the binary above is the one packaged. --dbgsym: the binary is
+# stripped, its debug symbols go to a separate -dbgsym .ddeb (Debian style).
+# The last line printed is the .deb path.
+cargo deb --no-build --locked --dbgsym --output target/debian/
