@@ -261,6 +261,10 @@ fn cacti_data_queries_match_the_mib_and_data_source_types() {
             (f[2].to_string(), f[3].to_string()),
         );
     }
+    let field_re = regex::Regex::new(
+        r"(?s)<!-- (postfix\w+) -->\s*<(\w+)>.*?<direction>(\w+)</direction>\s*<oid>([^<]+)</oid>\s*</(\w+)>",
+    )
+    .unwrap();
     let mut queries = 0;
     let mut outputs = 0;
     for entry in fs::read_dir(repo(CACTI_DIR)).unwrap() {
@@ -278,12 +282,8 @@ fn cacti_data_queries_match_the_mib_and_data_source_types() {
             .unwrap_or_else(|| panic!("{file}: oid_index {} not in the MIB", index[0]));
         assert!(is_column(node, &nodes), "{file}: oid_index is not a column");
         // Each field: `<!-- postfixName -->` comment, then <fieldId>..<oid>..</fieldId>.
-        let re = regex::Regex::new(
-            r"(?s)<!-- (postfix\w+) -->\s*<(\w+)>.*?<direction>(\w+)</direction>\s*<oid>([^<]+)</oid>\s*</(\w+)>",
-        )
-        .unwrap();
         let mut fields = 0;
-        for c in re.captures_iter(&text) {
+        for c in field_re.captures_iter(&text) {
             fields += 1;
             let (name, id, direction, oid) = (&c[1], &c[2], &c[3], &c[4]);
             assert_eq!(id, &c[5], "{file}: malformed field {id}");

@@ -105,9 +105,19 @@ for _ in $(seq 100); do
 done
 
 # --- 3. data queries and templates ---
-for id in $(sql "SELECT id FROM host WHERE description='postfix-agentx test'"); do
-    php "$cli/remove_device.php" --device-id="$id" --confirm >/dev/null || true
-done
+if [ -n "$(sql "SELECT id FROM host WHERE description='postfix-agentx test'")" ]; then
+    # remove_device.php of Cacti 1.2.24 does not match --description here.
+    php "$cli/remove_device.php" --ip=127.0.0.1 --confirm >/dev/null
+fi
+# remove_device.php leaves the data sources: drop those of our templates.
+ours="SELECT l.id FROM data_local l JOIN data_template t ON t.id=l.data_template_id
+      WHERE t.name LIKE 'postfix-agentx test%'"
+sql "DELETE FROM poller_item WHERE local_data_id IN ($ours);
+     DELETE FROM data_input_data WHERE data_template_data_id IN
+         (SELECT id FROM data_template_data WHERE local_data_id IN ($ours));
+     DELETE FROM data_template_rrd WHERE local_data_id IN ($ours);
+     DELETE FROM data_template_data WHERE local_data_id IN ($ours);
+     DELETE FROM data_local WHERE id IN (SELECT id FROM ($ours) AS x)"
 for qid in $(sql "SELECT id FROM snmp_query WHERE name LIKE 'postfix-agentx test%'"); do
     for sqg in $(sql "SELECT id FROM snmp_query_graph WHERE snmp_query_id=$qid"); do
         sql "DELETE FROM snmp_query_graph_rrd WHERE snmp_query_graph_id=$sqg;
@@ -216,8 +226,9 @@ done
 echo "graphs created for $created data query fields"
 for i in $(seq "$polls"); do
     echo "poll $i/$polls"
-    # As the user cron runs it as, so the RRD files get the right owner.
-    runuser -u www-data -- php "$cacti_dir/poller.php" --force | grep -v "^OK u:" || true
+    # As root, the user this script runs as (cron runs it as www-data; a
+    # mix would leave files one of them cannot write).
+    php "$cacti_dir/poller.php" --force | grep -v "^OK u:" || true
     [ "$i" -lt "$polls" ] && sleep 60
 done
 
