@@ -12,5 +12,8 @@ fi
 
 cargo build --release --locked
 bash packaging/gen-man.sh target/release/postfix-agentx target/man
-cargo generate-rpm --output target/generate-rpm/
+# The RPM gets a copy without debug sections (Cargo.toml's asset path).
+mkdir -p target/rpm
+objcopy --strip-debug target/release/postfix-agentx target/rpm/postfix-agentx
+cargo generate-rpm
 ls -1t target/generate-rpm/*.rpm | head -n 1
