@@ -187,7 +187,7 @@ fn zabbix_items_match_the_mib_and_rate_only_counters() {
 
     // Triggers and graphs reference items of this template by key.
     let keys: BTreeSet<String> = items.iter().map(|i| i.key.clone()).collect();
-    let template = "/Postfix by SNMP (postfix-agentx)/";
+    let template = "/Postfix by SNMP postfix-agentx/";
     let mut referenced = 0;
     for part in text.split(template).skip(1) {
         let key: String = part.split([',', ')']).next().unwrap().to_string();
