@@ -46,7 +46,7 @@ sink_port=$(free_port)
 closed_port=$(free_port) # nothing listens: deliveries there are deferred
 snmp_port=$(python3 -c 'import socket; s=socket.socket(type=socket.SOCK_DGRAM); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 
-# --- Postfix (same layout as tests/support/postfix.rs) ---
+# --- Postfix (same layout as tests/support/postfix.rs; services from tests/fixtures/postfix-master.cf) ---
 mkdir -p "$base"/{etc,spool,data,log,mail,rrd,sink}
 chmod 1777 "$base/mail"
 chmod 777 "$base/sink"
@@ -89,7 +89,7 @@ echo '/^Subject: .*SPAM/ REJECT spam' > "$base/etc/header_checks"
 printf 'postmaster: root\nalice: %s/mail/alice\n' "$base" > "$base/etc/aliases"
 {
     echo "127.0.0.1:$smtp_port inet n - n - - smtpd"
-    sed -n '/^const MASTER_CF/,/^";/p' tests/support/postfix.rs | sed '1d;$d'
+    grep -v '^#' tests/fixtures/postfix-master.cf
 } > "$base/etc/master.cf"
 postalias -c "$base/etc" "$base/etc/aliases"
 smtp-sink -u nobody -h sink.test.invalid "127.0.0.1:$sink_port" 64 >/dev/null 2>&1 &
