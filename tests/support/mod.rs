@@ -5,6 +5,7 @@ pub mod agent;
 pub mod mibs;
 pub mod postfix;
 pub mod snmpd;
+pub mod workload;
 
 use std::net::{TcpListener, UdpSocket};
 use std::path::PathBuf;
