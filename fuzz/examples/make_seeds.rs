@@ -155,7 +155,7 @@ fn write(dir: &Path, name: &str, bytes: &[u8]) {
 
 fn main() {
     let corpus = Path::new("corpus");
-    let seed = 0x1234_5678_9abc_def0u64.to_le_bytes(); // even: no amplification
+    let seed = 0x1234_5678_9abc_def0u64.to_le_bytes(); // low bits not 0111: no amplification
 
     // agentx_pdu: mode 0 + whole frame; mode 1 + type, flags, payload.
     // agentx_framing: chunking seed + several frames back to back.
@@ -187,7 +187,7 @@ fn main() {
         data.extend(piece.iter().flat_map(|l| l.iter().copied()));
         write(&corpus.join("log_line"), &format!("fixture_{i:02}"), &data);
     }
-    let mut long = 1u64.to_le_bytes().to_vec();
+    let mut long = 7u64.to_le_bytes().to_vec();
     long.extend_from_slice(b"Nov 29 13:13:38 mx postfix/smtpd[1]: connect from c[192.0.2.1] ");
     write(&corpus.join("log_line"), "amplified", &long);
 
