@@ -675,16 +675,21 @@ pub fn get_next(view: &MibView, subtree: &Oid, range: &SearchRange) -> VarBind {
     }
 }
 
+/// Cap on the varbinds of one GetBulk answer. A 1 MiB request can hold
+/// ~130 000 empty search ranges; times `max_repetitions` that would be
+/// gigabytes. RFC 3416 4.2.3 lets the answer have fewer repetitions.
+pub const MAX_BULK_VARBINDS: usize = 65_536;
+
 /// GetBulk (RFC 2741 7.2.3.3): non-repeaters once, then up to
 /// `max_repetitions` rows of the repeaters, stopping after a row that is all
-/// endOfMibView.
+/// endOfMibView or before a row that would exceed [`MAX_BULK_VARBINDS`].
 pub fn get_bulk(view: &MibView, subtree: &Oid, bulk: &GetBulk) -> Vec<VarBind> {
     let n = usize::from(bulk.non_repeaters).min(bulk.ranges.len());
     let (non_rep, rep) = bulk.ranges.split_at(n);
     let mut out: Vec<VarBind> = non_rep.iter().map(|r| get_next(view, subtree, r)).collect();
     let mut cursors: Vec<SearchRange> = rep.to_vec();
     for _ in 0..bulk.max_repetitions {
-        if cursors.is_empty() {
+        if cursors.is_empty() || out.len() + cursors.len() > MAX_BULK_VARBINDS {
             break;
         }
         let mut all_end = true;
@@ -868,6 +873,32 @@ mod tests {
             ranges: vec![range(o("1.0"), true, None)],
         };
         assert!(get_bulk(&v, &base, &bulk).is_empty());
+    }
+
+    #[test]
+    fn getbulk_answer_is_capped() {
+        // ~130 000 ranges fit in a 1 MiB request; the answer stays bounded
+        // and ends at a row boundary.
+        let v = view();
+        let base = oid(BASE);
+        let ranges = 130_000;
+        let bulk = GetBulk {
+            non_repeaters: 0,
+            max_repetitions: u16::MAX,
+            ranges: vec![range(o("1.0"), false, None); ranges],
+        };
+        let got = get_bulk(&v, &base, &bulk);
+        assert!(got.is_empty(), "a single row would exceed the cap");
+        // 20 000 ranges: three whole rows fit under the cap, a fourth does not
+        // (the view has more than four objects, so the walk would go on).
+        let bulk = GetBulk {
+            non_repeaters: 0,
+            max_repetitions: u16::MAX,
+            ranges: vec![range(o("1.0"), false, None); 20_000],
+        };
+        let got = get_bulk(&v, &base, &bulk);
+        assert_eq!(got.len(), 60_000);
+        assert_ne!(got[59_999].value, Value::EndOfMibView);
     }
 
     // ---- fake master over a unix socket ----
