@@ -40,8 +40,11 @@ fn agent_config(snmpd: &Snmpd, log: &Path, state: &Path) -> String {
     )
 }
 
-/// One snmpbulkwalk of our subtree: (OID, value) lines, or the failure text.
-fn bulkwalk(snmpd: &Snmpd) -> Result<Vec<(String, String)>, (String, Vec<(String, String)>)> {
+/// (OID, value) lines of a walk.
+type Walk = Vec<(String, String)>;
+
+/// One snmpbulkwalk of our subtree, or the failure text and partial lines.
+fn bulkwalk(snmpd: &Snmpd) -> Result<Walk, (String, Walk)> {
     let out = snmpd
         .tool_with("snmpbulkwalk", &["-t", "1", "-r", "0"], &[ROOT])
         .expect("run snmpbulkwalk");
@@ -111,7 +114,7 @@ fn snmpd_sigkilled_20_times_during_a_bulkwalk_loop() {
         &agent_config(&snmpd, &log, &dir.path().join("state")),
         RunAs::Current,
     );
-    let want = parsed_counters(&[log.clone()]);
+    let want = parsed_counters(std::slice::from_ref(&log));
     wait_counters_equal(&snmpd, &want, Duration::from_secs(20), || agent.log());
     // The state row appears with the first save; the walk is stable after it.
     wait_health(
@@ -266,7 +269,7 @@ fn log_deleted_truncated_replaced_by_a_directory_and_unreadable() {
     let check = |what: &str| {
         wait_counters_equal(
             &snmpd,
-            &parsed_counters(&[all.clone()]),
+            &parsed_counters(std::slice::from_ref(&all)),
             Duration::from_secs(20),
             agent_log,
         );
@@ -432,7 +435,7 @@ fn state_directory_full_then_read_only() {
     let agent_log = || fs::read_to_string(dir.path().join("agent.log")).unwrap_or_default();
     wait_counters_equal(
         &snmpd,
-        &parsed_counters(&[log.clone()]),
+        &parsed_counters(std::slice::from_ref(&log)),
         Duration::from_secs(20),
         agent_log,
     );
@@ -464,7 +467,7 @@ fn state_directory_full_then_read_only() {
     );
     wait_counters_equal(
         &snmpd,
-        &parsed_counters(&[log.clone()]),
+        &parsed_counters(std::slice::from_ref(&log)),
         Duration::from_secs(20),
         agent_log,
     );
@@ -506,7 +509,7 @@ fn state_directory_full_then_read_only() {
     agent.restart_after_kill();
     wait_counters_equal(
         &snmpd,
-        &parsed_counters(&[log.clone()]),
+        &parsed_counters(std::slice::from_ref(&log)),
         Duration::from_secs(20),
         agent_log,
     );
@@ -555,7 +558,7 @@ fn agent_sigkilled_during_heavy_ingest_loses_and_doubles_nothing() {
     kills += 1;
     let lines = fs::read_to_string(&log).unwrap().lines().count();
     assert_eq!(lines, TOTAL);
-    let want = parsed_counters(&[log.clone()]);
+    let want = parsed_counters(std::slice::from_ref(&log));
     assert_eq!(want["linesRead"], TOTAL as u64);
     wait_counters_equal(&snmpd, &want, Duration::from_secs(40), || agent.log());
     // The kills hit a running ingest with saved state to resume from.
@@ -600,7 +603,7 @@ fn clock_jump_backwards_changes_no_count() {
     );
     wait_counters_equal(
         &snmpd,
-        &parsed_counters(&[log.clone()]),
+        &parsed_counters(std::slice::from_ref(&log)),
         Duration::from_secs(20),
         || agent.log(),
     );
@@ -610,7 +613,7 @@ fn clock_jump_backwards_changes_no_count() {
     append(&log, &gen.take(300));
     wait_counters_equal(
         &snmpd,
-        &parsed_counters(&[log.clone()]),
+        &parsed_counters(std::slice::from_ref(&log)),
         Duration::from_secs(20),
         || agent.log(),
     );
@@ -636,7 +639,10 @@ fn clock_jump_backwards_changes_no_count() {
         "no log line dated {yesterday}: libfaketime had no effect\n{}",
         tail(&agent.log(), 20)
     );
-    assert_eq!(parsed_counters(&[log.clone()])["linesRead"], 600);
+    assert_eq!(
+        parsed_counters(std::slice::from_ref(&log))["linesRead"],
+        600
+    );
 }
 
 fn faketime_library() -> Option<PathBuf> {

@@ -41,7 +41,7 @@ impl<'a> ChunkedReader<'a> {
         self.state = x;
         match x % 16 {
             0 if self.allow_pauses => 0,
-            1 => (x >> 8) as usize % 100_000,
+            1 => 1 + (x >> 8) as usize % 100_000,
             _ => 1 + (x >> 8) as usize % 64,
         }
     }
