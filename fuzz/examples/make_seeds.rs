@@ -20,28 +20,63 @@ fn range(start: &str, end: &str) -> SearchRange {
     SearchRange {
         start: oid(start),
         include: false,
-        end: if end.is_empty() { Oid(vec![]) } else { oid(end) },
+        end: if end.is_empty() {
+            Oid(vec![])
+        } else {
+            oid(end)
+        },
     }
 }
 
 fn pdus() -> Vec<(&'static str, Pdu)> {
     let root = "1.3.6.1.4.1.99999.25";
     let vbs = vec![
-        VarBind { name: oid(&format!("{root}.1.1.0")), value: Value::Counter64(123_456) },
-        VarBind { name: oid(&format!("{root}.1.2.0")), value: Value::Gauge32(17) },
-        VarBind { name: oid(&format!("{root}.2.1.2.1")), value: Value::string("active") },
-        VarBind { name: oid(&format!("{root}.9.1.3.1")), value: Value::Integer(-1) },
-        VarBind { name: oid(&format!("{root}.9.1.4.1")), value: Value::TimeTicks(4200) },
-        VarBind { name: oid("1.3.6.1.2.1.1.2.0"), value: Value::ObjectIdentifier(oid(root)) },
-        VarBind { name: oid(&format!("{root}.3")), value: Value::IpAddress([127, 0, 0, 1]) },
-        VarBind { name: oid(&format!("{root}.4")), value: Value::NoSuchObject },
-        VarBind { name: oid(&format!("{root}.5")), value: Value::EndOfMibView },
+        VarBind {
+            name: oid(&format!("{root}.1.1.0")),
+            value: Value::Counter64(123_456),
+        },
+        VarBind {
+            name: oid(&format!("{root}.1.2.0")),
+            value: Value::Gauge32(17),
+        },
+        VarBind {
+            name: oid(&format!("{root}.2.1.2.1")),
+            value: Value::string("active"),
+        },
+        VarBind {
+            name: oid(&format!("{root}.9.1.3.1")),
+            value: Value::Integer(-1),
+        },
+        VarBind {
+            name: oid(&format!("{root}.9.1.4.1")),
+            value: Value::TimeTicks(4200),
+        },
+        VarBind {
+            name: oid("1.3.6.1.2.1.1.2.0"),
+            value: Value::ObjectIdentifier(oid(root)),
+        },
+        VarBind {
+            name: oid(&format!("{root}.3")),
+            value: Value::IpAddress([127, 0, 0, 1]),
+        },
+        VarBind {
+            name: oid(&format!("{root}.4")),
+            value: Value::NoSuchObject,
+        },
+        VarBind {
+            name: oid(&format!("{root}.5")),
+            value: Value::EndOfMibView,
+        },
     ];
     vec![
         (
             "open",
             Pdu::new(
-                Payload::Open(Open { timeout: 5, id: oid(root), descr: b"postfix-agentx".to_vec() }),
+                Payload::Open(Open {
+                    timeout: 5,
+                    id: oid(root),
+                    descr: b"postfix-agentx".to_vec(),
+                }),
                 0,
                 0,
                 1,
@@ -77,7 +112,15 @@ fn pdus() -> Vec<(&'static str, Pdu)> {
                 3,
             ),
         ),
-        ("get", Pdu::new(Payload::Get(vec![range(&format!("{root}.1.1.0"), "")]), 42, 10, 4)),
+        (
+            "get",
+            Pdu::new(
+                Payload::Get(vec![range(&format!("{root}.1.1.0"), "")]),
+                42,
+                10,
+                4,
+            ),
+        ),
         (
             "getnext",
             Pdu::new(
@@ -103,7 +146,10 @@ fn pdus() -> Vec<(&'static str, Pdu)> {
                 6,
             ),
         ),
-        ("testset", Pdu::new(Payload::TestSet(vbs[..2].to_vec()), 42, 13, 7)),
+        (
+            "testset",
+            Pdu::new(Payload::TestSet(vbs[..2].to_vec()), 42, 13, 7),
+        ),
         ("commitset", Pdu::new(Payload::CommitSet, 42, 13, 8)),
         ("ping", Pdu::new(Payload::Ping, 42, 0, 9)),
         ("notify", Pdu::new(Payload::Notify(vbs.clone()), 42, 0, 10)),
@@ -135,11 +181,17 @@ fn pdus() -> Vec<(&'static str, Pdu)> {
                 7,
             ),
         ),
-        ("close", Pdu::new(Payload::Close(CloseReason::Shutdown), 42, 0, 11)),
+        (
+            "close",
+            Pdu::new(Payload::Close(CloseReason::Shutdown), 42, 0, 11),
+        ),
         (
             "addagentcaps",
             Pdu::new(
-                Payload::AddAgentCaps { id: oid(root), descr: b"caps".to_vec() },
+                Payload::AddAgentCaps {
+                    id: oid(root),
+                    descr: b"caps".to_vec(),
+                },
                 42,
                 0,
                 12,
@@ -167,7 +219,11 @@ fn main() {
         write(&corpus.join("agentx_pdu"), &format!("{name}"), &whole);
         let mut built = vec![1u8, frame[1] - 1, frame[2]];
         built.extend_from_slice(&frame[20..]);
-        write(&corpus.join("agentx_pdu"), &format!("{name}_payload"), &built);
+        write(
+            &corpus.join("agentx_pdu"),
+            &format!("{name}_payload"),
+            &built,
+        );
         stream.extend_from_slice(&frame);
         if name == "getnext" {
             // Also with a non-default context, as a master may send.
@@ -201,7 +257,13 @@ fn main() {
     };
     attr(&mut showq, "protocol", "mail_queue_list_protocol");
     showq.push(0);
-    for (queue, id, rcpts) in [("active", "4dLmFw0b3Bz1y", 1), ("deferred", "4dLmFx2Gq4z1z", 2), ("hold", "4dLmFy5Yt5z20", 1), ("incoming", "4dLmG01hXkz21", 0), ("maildrop", "4dLmG13kLpz22", 1)] {
+    for (queue, id, rcpts) in [
+        ("active", "4dLmFw0b3Bz1y", 1),
+        ("deferred", "4dLmFx2Gq4z1z", 2),
+        ("hold", "4dLmFy5Yt5z20", 1),
+        ("incoming", "4dLmG01hXkz21", 0),
+        ("maildrop", "4dLmG13kLpz22", 1),
+    ] {
         attr(&mut showq, "queue_name", queue);
         attr(&mut showq, "queue_id", id);
         attr(&mut showq, "time", "1764422018");
@@ -210,7 +272,15 @@ fn main() {
         attr(&mut showq, "sender", "alice@example.org");
         for r in 0..rcpts {
             attr(&mut showq, "recipient", &format!("user{r}@example.net"));
-            attr(&mut showq, "reason", if queue == "deferred" { "connect to mx.example.net[192.0.2.9]:25: Connection refused" } else { "" });
+            attr(
+                &mut showq,
+                "reason",
+                if queue == "deferred" {
+                    "connect to mx.example.net[192.0.2.9]:25: Connection refused"
+                } else {
+                    ""
+                },
+            );
         }
         showq.push(0);
     }
@@ -220,5 +290,9 @@ fn main() {
     // config: the packaged example and a minimal one.
     let example = fs::read("../packaging/postfix-agentx.toml").expect("read example config");
     write(&corpus.join("config"), "packaged", &example);
-    write(&corpus.join("config"), "minimal", b"[agentx]\nsocket = \"/var/agentx/master\"\n");
+    write(
+        &corpus.join("config"),
+        "minimal",
+        b"[agentx]\nsocket = \"/var/agentx/master\"\n",
+    );
 }

@@ -27,7 +27,11 @@ fuzz_target!(|input: &[u8]| {
         f.extend_from_slice(&[1, pdu_type, flags, 0]);
         let len = payload.len() as u32;
         for v in [mode as u32, 7, 0x0102_0304, len] {
-            f.extend_from_slice(&if big_endian { v.to_be_bytes() } else { v.to_le_bytes() });
+            f.extend_from_slice(&if big_endian {
+                v.to_be_bytes()
+            } else {
+                v.to_le_bytes()
+            });
         }
         f.extend_from_slice(payload);
         frame = f;
@@ -41,7 +45,15 @@ fuzz_target!(|input: &[u8]| {
     assert_eq!(again.payload, pdu.payload);
     assert_eq!(again.context, pdu.context);
     assert_eq!(
-        (again.header.session_id, again.header.transaction_id, again.header.packet_id),
-        (pdu.header.session_id, pdu.header.transaction_id, pdu.header.packet_id)
+        (
+            again.header.session_id,
+            again.header.transaction_id,
+            again.header.packet_id
+        ),
+        (
+            pdu.header.session_id,
+            pdu.header.transaction_id,
+            pdu.header.packet_id
+        )
     );
 });

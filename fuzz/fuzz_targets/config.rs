@@ -8,7 +8,9 @@ use postfix_agentx::config::Config;
 
 fuzz_target!(|text: &str| {
     if let Ok(config) = Config::from_toml(text, "fuzz.toml") {
-        config.validate().expect("from_toml returns only valid configs");
+        config
+            .validate()
+            .expect("from_toml returns only valid configs");
         config.oid_root().expect("a valid config has an OID root");
     }
 });

@@ -61,7 +61,10 @@ fuzz_target!(|input: &[u8]| {
         }
     }
     assert_eq!(n, expected_lines.len());
-    assert_eq!(reader.consumed_bytes() + reader.pending_bytes(), data.len() as u64);
+    assert_eq!(
+        reader.consumed_bytes() + reader.pending_bytes(),
+        data.len() as u64
+    );
     assert_eq!(reader.pending_bytes(), tail.len() as u64);
     let kept = &tail[..tail.len().min(MAX_KEPT_LINE)];
     assert_eq!(reader.partial_line(), kept);
