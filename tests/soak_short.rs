@@ -67,7 +67,11 @@ fn soak_walks_and_rotation_under_10k_lines_per_second() {
     let served = snmpd
         .wait_for_value(&version, Duration::from_secs(15))
         .unwrap();
-    assert!(served.stdout.contains("STRING"), "{served}\n{}", agent.log());
+    assert!(
+        served.stdout.contains("STRING"),
+        "{served}\n{}",
+        agent.log()
+    );
     let rss_start = rss_kib(pid).expect("agent RSS");
     let cpu_start = cpu_ticks(pid).expect("agent CPU");
 
@@ -166,10 +170,7 @@ fn soak_walks_and_rotation_under_10k_lines_per_second() {
         &failures[..failures.len().min(5)],
         tail(&agent.log(), 30)
     );
-    assert!(
-        files.len() > 2,
-        "expected at least 2 rotations: {files:?}"
-    );
+    assert!(files.len() > 2, "expected at least 2 rotations: {files:?}");
     assert!(walks >= WALKERS as u64, "only {walks} walks");
     // Memory stays bounded: the queue-id table has a fixed capacity.
     assert!(
