@@ -686,7 +686,7 @@ pub fn get_next(view: &MibView, subtree: &Oid, range: &SearchRange) -> VarBind {
 
 /// GetBulk (RFC 2741 7.2.3.3): non-repeaters once, then up to
 /// `max_repetitions` rows of the repeaters, stopping after a row that is all
-/// endOfMibView.
+/// endOfMibView or before a row that would exceed [`MAX_BULK_VARBINDS`].
 pub fn get_bulk(view: &MibView, subtree: &Oid, bulk: &GetBulk) -> Vec<VarBind> {
     let n = usize::from(bulk.non_repeaters).min(bulk.ranges.len());
     let (non_rep, rep) = bulk.ranges.split_at(n);
@@ -694,7 +694,7 @@ pub fn get_bulk(view: &MibView, subtree: &Oid, bulk: &GetBulk) -> Vec<VarBind> {
     let mut cursors: Vec<SearchRange> = rep.to_vec();
     for _ in 0..bulk.max_repetitions {
         // RFC 2741 allows fewer varbinds than asked; this bounds the response size.
-        if cursors.is_empty() || out.len() >= MAX_BULK_VARBINDS {
+        if cursors.is_empty() || out.len() + cursors.len() > MAX_BULK_VARBINDS {
             break;
         }
         let mut all_end = true;
@@ -892,6 +892,32 @@ mod tests {
         let got = get_bulk(&big, &base, &bulk);
         assert_eq!(got.len(), MAX_BULK_VARBINDS);
         assert_eq!(got[2].name, o("9.1"));
+    }
+
+    #[test]
+    fn getbulk_answer_is_capped() {
+        // ~130 000 ranges fit in a 1 MiB request; the answer stays bounded
+        // and ends at a row boundary.
+        let v = view();
+        let base = oid(BASE);
+        let ranges = 130_000;
+        let bulk = GetBulk {
+            non_repeaters: 0,
+            max_repetitions: u16::MAX,
+            ranges: vec![range(o("1.0"), false, None); ranges],
+        };
+        let got = get_bulk(&v, &base, &bulk);
+        assert!(got.is_empty(), "a single row would exceed the cap");
+        // 1 000 ranges: two whole rows fit under the cap, a third does not
+        // (the view has more objects, so the walk would go on).
+        let bulk = GetBulk {
+            non_repeaters: 0,
+            max_repetitions: u16::MAX,
+            ranges: vec![range(o("1.0"), false, None); 1_000],
+        };
+        let got = get_bulk(&v, &base, &bulk);
+        assert_eq!(got.len(), 2_000);
+        assert_ne!(got[1_999].value, Value::EndOfMibView);
     }
 
     // ---- fake master over a unix socket ----

@@ -273,9 +273,10 @@ pub fn run(config: Config, publisher: Arc<Publisher>, shutdown: Shutdown) {
         }
         if dirty && last_save.elapsed() >= save_every {
             inp.save_into(&mut state);
-            save(&store, &state, &state_detail, &publisher);
+            // A failed save (full or read-only disk) is retried at the next
+            // interval even if no new line arrives.
+            dirty = !save(&store, &state, &state_detail, &publisher);
             last_save = Instant::now();
-            dirty = false;
         }
         if shutdown.requested() {
             break;
@@ -293,7 +294,8 @@ pub fn run(config: Config, publisher: Arc<Publisher>, shutdown: Shutdown) {
     save(&store, &state, &state_detail, &publisher);
 }
 
-fn save(store: &StateStore, state: &LogState, detail: &str, publisher: &Publisher) {
+/// Saves the state; `false` (after logging why) if that failed.
+fn save(store: &StateStore, state: &LogState, detail: &str, publisher: &Publisher) -> bool {
     // systemd's StateDirectory= creates it; elsewhere we do. A failure here
     // shows up as the save's own error below.
     if let Some(dir) = store.path().parent() {
@@ -304,12 +306,16 @@ fn save(store: &StateStore, state: &LogState, detail: &str, publisher: &Publishe
         }
     }
     match store.save(state) {
-        Ok(()) => publisher.health(STATE_SOURCE, detail, |h| h.success(SystemTime::now())),
+        Ok(()) => {
+            publisher.health(STATE_SOURCE, detail, |h| h.success(SystemTime::now()));
+            true
+        }
         Err(e) => {
             // Counting goes on in memory; the next save retries.
             let msg = format!("{e}");
             tracing::warn!("cannot save the state: {msg}");
             publisher.health(STATE_SOURCE, detail, |h| h.failure(msg));
+            false
         }
     }
 }

@@ -7,6 +7,7 @@ pub mod mibs;
 pub mod postfix;
 pub mod snmpd;
 pub mod traps;
+pub mod workload;
 
 use std::net::{TcpListener, UdpSocket};
 use std::path::PathBuf;
