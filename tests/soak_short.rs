@@ -44,7 +44,7 @@ fn soak_walks_and_rotation_under_10k_lines_per_second() {
     let duration = Duration::from_secs(env_secs("POSTFIX_AGENTX_SOAK_SECONDS", 45));
     let rotate_every = Duration::from_secs(env_secs("POSTFIX_AGENTX_SOAK_ROTATE_SECONDS", 20));
 
-    let snmpd = Snmpd::start().unwrap();
+    let mut snmpd = Snmpd::start().unwrap();
     let dir = tempfile::Builder::new()
         .prefix("pfagentx-soak-")
         .tempdir()
@@ -144,6 +144,15 @@ fn soak_walks_and_rotation_under_10k_lines_per_second() {
     files.push(log.clone());
 
     // Counting catches up, then the walkers stop.
+    let first_failures: Vec<String> = failures.lock().unwrap().iter().take(3).cloned().collect();
+    assert!(
+        snmpd.is_running(),
+        "snmpd died during the soak; {} walks so far, first failures: {first_failures:#?}\n\
+         snmpd log:\n{}\nagent log:\n{}",
+        walks.load(Ordering::Relaxed),
+        tail(&snmpd.log(), 30),
+        tail(&agent.log(), 30)
+    );
     let want = parsed_counters(&files);
     assert_eq!(want["linesRead"], written);
     wait_counters_equal(&snmpd, &want, Duration::from_secs(60), || agent.log());
