@@ -259,8 +259,23 @@ fn deb_installs_runs_as_its_user_and_removes_cleanly() {
             .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some(&uid)),
         "{status}"
     );
-    let processes = snmpd.walk(&format!("{ROOT}.1.3.10.1.2")).unwrap();
-    assert!(processes.stdout.contains("\"master\""), "{processes}");
+    // The process collector publishes after its first scan.
+    let names = format!("{ROOT}.1.3.10.1.2");
+    let listed = wait_until(Duration::from_secs(30), || {
+        snmpd
+            .walk(&names)
+            .map(|w| w.stdout.contains("\"master\""))
+            .unwrap_or(false)
+    });
+    assert!(
+        listed,
+        "{}\nagent log:\n{}",
+        snmpd
+            .walk(&names)
+            .map(|w| w.to_string())
+            .unwrap_or_default(),
+        fs::read_to_string(&log).unwrap_or_default()
+    );
     drop(agent);
     assert!(
         wait_until(Duration::from_secs(5), || installed_agent_pids().is_empty()),
