@@ -103,6 +103,19 @@ fn main() -> ExitCode {
     }
 }
 
+/// Writes command output to stdout. A closed pipe (`... | head`) is not an
+/// error: the reader has what it wanted.
+fn emit(text: String) -> Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(e).context("write to standard output")
+        }
+        _ => Ok(()),
+    }
+}
+
 fn execute(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Run { config, allow_root } => {
@@ -112,8 +125,9 @@ fn execute(cli: Cli) -> Result<()> {
         Command::CheckConfig { config } => {
             let config = load_config(&config)?;
             let text = toml::to_string_pretty(&config).context("render configuration")?;
-            println!("# configuration is valid; effective settings:\n{text}");
-            Ok(())
+            emit(format!(
+                "# configuration is valid; effective settings:\n{text}\n"
+            ))
         }
         Command::Dump { config, format } => {
             let config = load_config(&config)?;
@@ -121,15 +135,14 @@ fn execute(cli: Cli) -> Result<()> {
             let root = config.oid_root()?;
             let nodes =
                 postfix_agentx::mib::names::mib_nodes(postfix_agentx::mib::text::MIB_TEXT, &root);
-            match format {
-                Format::Table => print!("{}", postfix_agentx::dump::render_table(&view, &nodes)),
-                Format::Json => println!(
-                    "{}",
+            emit(match format {
+                Format::Table => postfix_agentx::dump::render_table(&view, &nodes),
+                Format::Json => {
                     serde_json::to_string_pretty(&postfix_agentx::dump::render_json(&view, &nodes))
                         .context("render JSON")?
-                ),
-            }
-            Ok(())
+                        + "\n"
+                }
+            })
         }
         Command::Parse {
             format,
@@ -138,22 +151,17 @@ fn execute(cli: Cli) -> Result<()> {
         } => {
             let counters = postfix_agentx::sources::log::parse_paths(&files, &syslog_names)?;
             let json = postfix_agentx::sources::log::counters_to_json(&counters);
-            match format {
-                Format::Json => println!(
-                    "{}",
-                    serde_json::to_string_pretty(&json).context("render JSON")?
-                ),
-                Format::Table => print!("{}", postfix_agentx::dump::render_flat(&json)),
-            }
-            Ok(())
+            emit(match format {
+                Format::Json => serde_json::to_string_pretty(&json).context("render JSON")? + "\n",
+                Format::Table => postfix_agentx::dump::render_flat(&json),
+            })
         }
         Command::Mib { root, config } => {
             let root = match root {
                 Some(r) => Oid::parse(&r).map_err(anyhow::Error::msg)?,
                 None => load_config(&config)?.oid_root()?,
             };
-            print!("{}", mib_text(&root).map_err(anyhow::Error::msg)?);
-            Ok(())
+            emit(mib_text(&root).map_err(anyhow::Error::msg)?)
         }
         Command::Man { out_dir } => {
             let command = <Cli as clap::CommandFactory>::command();
@@ -165,8 +173,7 @@ fn execute(cli: Cli) -> Result<()> {
                     clap_mangen::Man::new(command)
                         .render(&mut page)
                         .context("render the man page")?;
-                    std::io::Write::write_all(&mut std::io::stdout().lock(), &page)
-                        .context("write the man page")
+                    emit(String::from_utf8_lossy(&page).into_owned())
                 }
             }
         }
