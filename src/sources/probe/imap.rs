@@ -271,28 +271,11 @@ mod tests {
         assert!(search_uids(&["SEARCH".to_string()]).is_empty());
     }
 
-    /// A server that sends `data` and then waits.
-    fn conn_to(data: Vec<u8>) -> (Conn, std::thread::JoinHandle<()>) {
-        use std::io::Write;
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = l.local_addr().unwrap().to_string();
-        let h = std::thread::spawn(move || {
-            if let Ok((mut s, _)) = l.accept() {
-                let _ = s.write_all(&data);
-                std::thread::sleep(std::time::Duration::from_millis(500));
-            }
-        });
-        let deadline = Instant::now() + std::time::Duration::from_secs(5);
-        (
-            Conn::connect(&addr, deadline, &Cancel::default()).unwrap(),
-            h,
-        )
-    }
-
     #[test]
     fn responses_with_literals_are_read_whole() {
-        let (mut c, h) =
-            conn_to(b"* 1 FETCH (BODY[] {5}\r\nab\r\nc)\r\n* SEARCH 7\r\np1 OK done\r\n".to_vec());
+        let (mut c, h) = super::super::test_conn_to(
+            b"* 1 FETCH (BODY[] {5}\r\nab\r\nc)\r\n* SEARCH 7\r\np1 OK done\r\n".to_vec(),
+        );
         let r = read_response(&mut c, Some("p1"), "t").unwrap();
         assert_eq!(r.status, "OK");
         assert_eq!(r.untagged[0], "1 FETCH (BODY[] {5}ab\r\nc)");
@@ -302,24 +285,24 @@ mod tests {
 
     #[test]
     fn oversized_responses_and_garbage_fail() {
-        let (mut c, h) = conn_to(b"* 1 FETCH (BODY[] {2000000}\r\n".to_vec());
+        let (mut c, h) = super::super::test_conn_to(b"* 1 FETCH (BODY[] {2000000}\r\n".to_vec());
         let err = read_response(&mut c, Some("p1"), "t").unwrap_err();
         assert!(err.reason.contains("larger than"), "{err:?}");
         h.join().unwrap();
 
         let mut big = b"* ".to_vec();
         big.extend(std::iter::repeat_n(b'x', MAX_RESPONSE + 10));
-        let (mut c, h) = conn_to(big);
+        let (mut c, h) = super::super::test_conn_to(big);
         let err = read_response(&mut c, Some("p1"), "t").unwrap_err();
         assert!(err.reason.contains("larger than"), "{err:?}");
         h.join().unwrap();
 
-        let (mut c, h) = conn_to(b"HTTP/1.1 400 Bad Request\r\n".to_vec());
+        let (mut c, h) = super::super::test_conn_to(b"HTTP/1.1 400 Bad Request\r\n".to_vec());
         let err = read_response(&mut c, Some("p1"), "t").unwrap_err();
         assert!(err.reason.contains("unexpected IMAP line"), "{err:?}");
         h.join().unwrap();
 
-        let (mut c, h) = conn_to(b"* BYE shutting down\r\n".to_vec());
+        let (mut c, h) = super::super::test_conn_to(b"* BYE shutting down\r\n".to_vec());
         let err = read_response(&mut c, Some("p1"), "t").unwrap_err();
         assert_eq!(err.reason, "server said BYE shutting down");
         h.join().unwrap();

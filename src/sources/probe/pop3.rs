@@ -154,38 +154,23 @@ mod tests {
         text.lines().map(|l| l.as_bytes().to_vec()).collect()
     }
 
-    fn conn_to(data: Vec<u8>) -> (Conn, std::thread::JoinHandle<()>) {
-        use std::io::Write;
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = l.local_addr().unwrap().to_string();
-        let h = std::thread::spawn(move || {
-            if let Ok((mut s, _)) = l.accept() {
-                let _ = s.write_all(&data);
-                std::thread::sleep(std::time::Duration::from_millis(500));
-            }
-        });
-        let deadline = Instant::now() + std::time::Duration::from_secs(5);
-        (
-            Conn::connect(&addr, deadline, &Cancel::default()).unwrap(),
-            h,
-        )
-    }
-
     #[test]
     fn multi_line_responses_are_unstuffed_and_limited() {
-        let (mut c, h) = conn_to(b"+OK 2 messages\r\nSubject: x\r\n..dot\r\n.\r\n".to_vec());
+        let (mut c, h) =
+            super::super::test_conn_to(b"+OK 2 messages\r\nSubject: x\r\n..dot\r\n.\r\n".to_vec());
         assert_eq!(status(&mut c, "TOP").unwrap(), "2 messages");
         let lines = multi_line(&mut c, "t").unwrap();
         assert_eq!(lines, vec![b"Subject: x".to_vec(), b".dot".to_vec()]);
         h.join().unwrap();
 
         let line = format!("{}\r\n", "x".repeat(60_000));
-        let (mut c, h) = conn_to(line.repeat(20).into_bytes());
+        let (mut c, h) = super::super::test_conn_to(line.repeat(20).into_bytes());
         let err = multi_line(&mut c, "t").unwrap_err();
         assert!(err.reason.contains("larger than"), "{err:?}");
         h.join().unwrap();
 
-        let (mut c, h) = conn_to(b"-ERR [AUTH] Authentication failed.\r\nHELLO\r\n".to_vec());
+        let (mut c, h) =
+            super::super::test_conn_to(b"-ERR [AUTH] Authentication failed.\r\nHELLO\r\n".to_vec());
         let err = status(&mut c, "PASS").unwrap_err();
         assert_eq!(err.reason, "PASS -ERR [AUTH] Authentication failed.");
         let err = status(&mut c, "STAT").unwrap_err();
