@@ -469,6 +469,26 @@ pub fn base64(data: &[u8]) -> String {
     out
 }
 
+/// For the protocol modules' tests: a connection to a one-shot local server
+/// that sends `data` and then waits.
+#[cfg(test)]
+pub(crate) fn test_conn_to(data: Vec<u8>) -> (Conn, std::thread::JoinHandle<()>) {
+    use std::io::Write;
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = l.local_addr().expect("addr").to_string();
+    let h = std::thread::spawn(move || {
+        if let Ok((mut s, _)) = l.accept() {
+            let _ = s.write_all(&data);
+            std::thread::sleep(std::time::Duration::from_millis(500));
+        }
+    });
+    let deadline = Instant::now() + std::time::Duration::from_secs(5);
+    (
+        Conn::connect(&addr, deadline, &Cancel::default()).expect("connect"),
+        h,
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -567,24 +587,4 @@ mod tests {
         .unwrap();
         assert_eq!(err.reason, "connection refused");
     }
-}
-
-/// For the protocol modules' tests: a connection to a one-shot local server
-/// that sends `data` and then waits.
-#[cfg(test)]
-pub(crate) fn test_conn_to(data: Vec<u8>) -> (Conn, std::thread::JoinHandle<()>) {
-    use std::io::Write;
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let addr = l.local_addr().expect("addr").to_string();
-    let h = std::thread::spawn(move || {
-        if let Ok((mut s, _)) = l.accept() {
-            let _ = s.write_all(&data);
-            std::thread::sleep(std::time::Duration::from_millis(500));
-        }
-    });
-    let deadline = Instant::now() + std::time::Duration::from_secs(5);
-    (
-        Conn::connect(&addr, deadline, &Cancel::default()).expect("connect"),
-        h,
-    )
 }
