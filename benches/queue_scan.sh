@@ -18,6 +18,8 @@ sizes=("$@")
 runs=${RUNS:-5}
 
 command -v cc >/dev/null || { echo "needs a C compiler: apt-get install -y gcc" >&2; exit 1; }
+[ -x /usr/bin/time ] || { echo "needs GNU time: apt-get install -y time" >&2; exit 1; }
+command -v bc >/dev/null || { echo "needs bc: apt-get install -y bc" >&2; exit 1; }
 cargo build --release --quiet --example queue_scan
 scan=target/release/examples/queue_scan
 floor_bin=target/release/getdents_floor
@@ -31,24 +33,27 @@ fi
 cleanup() { [ -n "$own_dir" ] && rm -rf "$own_dir"; }
 trap cleanup EXIT
 
-# best_of CMD...: prints the fastest wall time in seconds of $runs runs.
+# best_of CMD...: the fastest wall time and the smallest CPU time (user +
+# system) of $runs runs, as "WALL/CPU" in seconds. On a loaded machine the
+# CPU time is the steadier figure: wall time includes waiting for a core.
 best_of() {
-    local best= t s e
+    local best_wall= best_cpu= out wall cpu
     for _ in $(seq "$runs"); do
-        s=$(date +%s.%N)
-        "$@" >/dev/null
-        e=$(date +%s.%N)
-        t=$(echo "$e - $s" | bc -l)
-        if [ -z "$best" ] || [ "$(echo "$t < $best" | bc -l)" = 1 ]; then best=$t; fi
+        out=$( { /usr/bin/time -f '%e %U %S' "$@" >/dev/null; } 2>&1 | tail -1)
+        wall=$(echo "$out" | awk '{print $1}')
+        cpu=$(echo "$out" | awk '{print $2 + $3}')
+        if [ -z "$best_wall" ] || [ "$(echo "$wall < $best_wall" | bc -l)" = 1 ]; then best_wall=$wall; fi
+        if [ -z "$best_cpu" ] || [ "$(echo "$cpu < $best_cpu" | bc -l)" = 1 ]; then best_cpu=$cpu; fi
     done
-    printf '%.3f' "$best"
+    printf '%.2f/%.2f' "$best_wall" "$best_cpu"
 }
 
 find_count() { find "$1" -type f | wc -l; }
 
 printf 'cpus: %s, kernel: %s, fs: %s, load: %s\n' "$(nproc)" "$(uname -r)" \
     "$(df -T "$BENCH_DIR" | awk 'NR==2{print $2}')" "$(cut -d' ' -f1-3 /proc/loadavg)"
-printf '%-9s %8s %8s %10s %8s %11s %10s %8s\n' \
+echo "each cell: best wall seconds / best CPU (user+system) seconds"
+printf '%-8s %11s %11s %11s %11s %11s %11s %11s\n' \
     files find floor counts-1t counts floor-stat detail-1t detail
 for n in "${sizes[@]}"; do
     q=$BENCH_DIR/q$n
@@ -64,13 +69,13 @@ for n in "${sizes[@]}"; do
         echo "count mismatch for $n: floor $got_floor find $got_find ours $got_ours" >&2
         exit 1
     fi
-    t_find=$(best_of find_count "$q/deferred")
+    t_find=$(best_of bash -c 'find "$1" -type f | wc -l' find "$q/deferred")
     t_floor=$(best_of "$floor_bin" "$q/deferred")
     t_c1=$(best_of "$scan" --queue-dir "$q" --method directory --counts-only --threads 1)
     t_c=$(best_of "$scan" --queue-dir "$q" --method directory --counts-only)
     t_fs=$(best_of "$floor_bin" --stat "$q/deferred")
     t_d1=$(best_of "$scan" --queue-dir "$q" --method directory --threads 1)
     t_d=$(best_of "$scan" --queue-dir "$q" --method directory)
-    printf '%-9s %8s %8s %10s %8s %11s %10s %8s\n' \
+    printf '%-8s %11s %11s %11s %11s %11s %11s %11s\n' \
         "$n" "$t_find" "$t_floor" "$t_c1" "$t_c" "$t_fs" "$t_d1" "$t_d"
 done

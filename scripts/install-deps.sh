@@ -5,7 +5,7 @@
 set -euo pipefail
 
 packages=(snmpd snmp snmptrapd smitools libsnmp-base postfix dovecot-imapd dovecot-pop3d
-          logrotate systemd-journal-remote procps util-linux ca-certificates)
+          logrotate systemd systemd-journal-remote procps util-linux ca-certificates)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

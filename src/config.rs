@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 use crate::mib::text::DEFAULT_ROOT;
+use crate::snapshot::ProbeKind;
 use crate::snmp::Oid;
 use crate::sources::queue::QueueMethodChoice;
 
@@ -25,6 +26,11 @@ pub struct Config {
     pub queue: QueueConfig,
     pub process: ProcessConfig,
     pub alarms: AlarmConfig,
+    pub probes: ProbesConfig,
+    /// `[[probe]]` tables; empty: one default `smtp` probe against 127.0.0.1:25.
+    #[serde(rename = "probe", skip_serializing_if = "Vec::is_empty")]
+    pub probe: Vec<ProbeConfig>,
+    pub certs: CertsConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -252,6 +258,406 @@ impl Default for AlarmConfig {
     }
 }
 
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProbesConfig {
+    /// Master switch for every `[[probe]]`.
+    pub enabled: bool,
+}
+
+impl Default for ProbesConfig {
+    fn default() -> Self {
+        ProbesConfig { enabled: true }
+    }
+}
+
+/// A password from the configuration: never printed, not even by `Debug`
+/// or by `check-config` (which serializes the effective configuration).
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Secret {
+        Secret(s.into())
+    }
+
+    /// The password itself, for the one place that sends it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("\"(redacted)\"")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str("(redacted)")
+    }
+}
+
+/// How a probe protects a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TlsMode {
+    /// Plain text.
+    None,
+    /// STARTTLS if the server offers it, plain text otherwise (SMTP only).
+    May,
+    /// STARTTLS (STLS for POP3), required: a server without it fails the probe.
+    Starttls,
+    /// TLS from the first byte (SMTPS 465, IMAPS 993, POP3S 995).
+    Implicit,
+}
+
+/// One `[[probe]]` table. Keys left out take their documented defaults,
+/// which depend on `type` (see `packaging/postfix-agentx.toml`).
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProbeConfig {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: ProbeKind,
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// host:port; default by type and `tls` (25/465, 143/993, 110/995 on 127.0.0.1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// Default: 60 for smtp, 300 for round trips.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval_seconds: Option<u64>,
+    /// Bound for each connection of a run. Default: 10.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_seconds: Option<u64>,
+    /// Default: `may` for smtp, `starttls` for round trips (they log in).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsMode>,
+    /// Verify the server's certificate chain and name. Default: false for
+    /// smtp (an availability and expiry check), true for round trips.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_verify: Option<bool>,
+    /// Name checked against the certificate and sent as SNI. Default: the
+    /// host part of the target.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_server_name: Option<String>,
+    /// EHLO argument. Default: this host's name (gethostname).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub helo_name: Option<String>,
+    // Round trips only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub smtp_target: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub smtp_tls: Option<TlsMode>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub smtp_user: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub smtp_password: Option<Secret>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<Secret>,
+    /// IMAP folder the message is looked for in. Default: INBOX.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mailbox: Option<String>,
+    /// How long to wait for the message to arrive. Default: 60.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait_seconds: Option<u64>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// This host's name, for EHLO when `helo_name` is not set.
+fn host_name() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates
+    // unless truncated, and we stop at the first NUL or the end.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    let len = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    match std::str::from_utf8(&buf[..len]) {
+        Ok(name) if rc == 0 && !name.is_empty() && name.bytes().all(|b| b.is_ascii_graphic()) => {
+            name.to_string()
+        }
+        _ => "localhost".to_string(),
+    }
+}
+
+/// Written out for the redacted Debug: every field except the passwords.
+impl std::fmt::Debug for ProbeConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProbeConfig")
+            .field("name", &self.name)
+            .field("kind", &self.kind)
+            .field("enabled", &self.enabled)
+            .field("target", &self.target)
+            .field("interval_seconds", &self.interval_seconds)
+            .field("timeout_seconds", &self.timeout_seconds)
+            .field("tls", &self.tls)
+            .field("tls_verify", &self.tls_verify)
+            .field("tls_server_name", &self.tls_server_name)
+            .field("helo_name", &self.helo_name)
+            .field("smtp_target", &self.smtp_target)
+            .field("smtp_tls", &self.smtp_tls)
+            .field("smtp_user", &self.smtp_user)
+            .field("smtp_password", &self.smtp_password)
+            .field("from", &self.from)
+            .field("to", &self.to)
+            .field("user", &self.user)
+            .field("password", &self.password)
+            .field("mailbox", &self.mailbox)
+            .field("wait_seconds", &self.wait_seconds)
+            .finish()
+    }
+}
+
+impl ProbeConfig {
+    /// The probe that runs when no `[[probe]]` is configured.
+    pub fn default_smtp() -> ProbeConfig {
+        ProbeConfig {
+            name: "smtp".to_string(),
+            kind: ProbeKind::Smtp,
+            enabled: true,
+            target: None,
+            interval_seconds: None,
+            timeout_seconds: None,
+            tls: None,
+            tls_verify: None,
+            tls_server_name: None,
+            helo_name: None,
+            smtp_target: None,
+            smtp_tls: None,
+            smtp_user: None,
+            smtp_password: None,
+            from: None,
+            to: None,
+            user: None,
+            password: None,
+            mailbox: None,
+            wait_seconds: None,
+        }
+    }
+
+    pub fn tls_mode(&self) -> TlsMode {
+        self.tls.unwrap_or(match self.kind {
+            ProbeKind::Smtp => TlsMode::May,
+            ProbeKind::ImapRoundtrip | ProbeKind::Pop3Roundtrip => TlsMode::Starttls,
+        })
+    }
+
+    pub fn target(&self) -> String {
+        if let Some(t) = &self.target {
+            return t.clone();
+        }
+        let implicit = self.tls_mode() == TlsMode::Implicit;
+        let port = match (self.kind, implicit) {
+            (ProbeKind::Smtp, false) => 25,
+            (ProbeKind::Smtp, true) => 465,
+            (ProbeKind::ImapRoundtrip, false) => 143,
+            (ProbeKind::ImapRoundtrip, true) => 993,
+            (ProbeKind::Pop3Roundtrip, false) => 110,
+            (ProbeKind::Pop3Roundtrip, true) => 995,
+        };
+        format!("127.0.0.1:{port}")
+    }
+
+    pub fn interval(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.interval_seconds.unwrap_or(match self.kind {
+            ProbeKind::Smtp => 60,
+            ProbeKind::ImapRoundtrip | ProbeKind::Pop3Roundtrip => 300,
+        }))
+    }
+
+    pub fn timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.timeout_seconds.unwrap_or(10))
+    }
+
+    pub fn tls_verify(&self) -> bool {
+        self.tls_verify.unwrap_or(self.kind != ProbeKind::Smtp)
+    }
+
+    pub fn helo_name(&self) -> String {
+        self.helo_name.clone().unwrap_or_else(host_name)
+    }
+
+    pub fn smtp_tls_mode(&self) -> TlsMode {
+        self.smtp_tls.unwrap_or(if self.smtp_user.is_some() {
+            TlsMode::Starttls
+        } else {
+            TlsMode::May
+        })
+    }
+
+    pub fn smtp_target(&self) -> String {
+        self.smtp_target.clone().unwrap_or_else(|| {
+            if self.smtp_tls_mode() == TlsMode::Implicit {
+                "127.0.0.1:465".to_string()
+            } else {
+                "127.0.0.1:25".to_string()
+            }
+        })
+    }
+
+    pub fn mailbox(&self) -> &str {
+        self.mailbox.as_deref().unwrap_or("INBOX")
+    }
+
+    pub fn wait(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.wait_seconds.unwrap_or(60))
+    }
+
+    pub fn holds_password(&self) -> bool {
+        self.password.is_some() || self.smtp_password.is_some()
+    }
+
+    fn validate(&self) -> Result<()> {
+        let name = &self.name;
+        let name_ok = !name.is_empty()
+            && name.len() <= 32
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+        if !name_ok {
+            bail!(
+                "probe name {name:?}: use 1 to 32 characters of A-Z, a-z, 0-9, '-', '_', '.' \
+                 (it is the SNMP table index)"
+            );
+        }
+        let ctx = |what: &str| format!("probe {name}: {what}");
+        check_host_port(&self.target()).with_context(|| ctx("target"))?;
+        if self.interval_seconds == Some(0) || self.timeout_seconds == Some(0) {
+            bail!(ctx(
+                "interval_seconds and timeout_seconds must be at least 1"
+            ));
+        }
+        if let Some(h) = &self.helo_name {
+            if h.is_empty() || !h.bytes().all(|b| b.is_ascii_graphic()) {
+                bail!(ctx("helo_name must be a host name without spaces"));
+            }
+        }
+        let round_trip_keys = [
+            ("smtp_target", self.smtp_target.is_some()),
+            ("smtp_tls", self.smtp_tls.is_some()),
+            ("smtp_user", self.smtp_user.is_some()),
+            ("smtp_password", self.smtp_password.is_some()),
+            ("from", self.from.is_some()),
+            ("to", self.to.is_some()),
+            ("user", self.user.is_some()),
+            ("password", self.password.is_some()),
+            ("mailbox", self.mailbox.is_some()),
+            ("wait_seconds", self.wait_seconds.is_some()),
+        ];
+        if self.kind == ProbeKind::Smtp {
+            if let Some((key, _)) = round_trip_keys.iter().find(|(_, set)| *set) {
+                bail!(ctx(&format!(
+                    "{key} only applies to imap-roundtrip and pop3-roundtrip probes"
+                )));
+            }
+            return Ok(());
+        }
+        if self.mailbox.is_some() && self.kind != ProbeKind::ImapRoundtrip {
+            bail!(ctx("mailbox only applies to imap-roundtrip probes"));
+        }
+        if self.tls_mode() == TlsMode::May {
+            bail!(ctx(
+                "tls = \"may\" would send the password in plain text whenever the server \
+                 offers no STARTTLS: use \"starttls\", \"implicit\" or (knowingly) \"none\""
+            ));
+        }
+        for (key, value) in [("to", &self.to), ("user", &self.user)] {
+            match value {
+                Some(v) if !v.is_empty() => check_line_safe(v).with_context(|| ctx(key))?,
+                _ => bail!(ctx(&format!("{key} is required for a round trip"))),
+            }
+        }
+        match &self.password {
+            Some(p) => check_line_safe(p.expose()).with_context(|| ctx("password"))?,
+            None => bail!(ctx("password is required for a round trip")),
+        }
+        if let Some(from) = &self.from {
+            check_line_safe(from).with_context(|| ctx("from"))?;
+        }
+        for (key, value) in [("to", &self.to), ("from", &self.from)] {
+            if value
+                .as_deref()
+                .is_some_and(|v| v.contains(|c: char| c.is_whitespace() || c == '<' || c == '>'))
+            {
+                bail!(ctx(&format!(
+                    "{key} must be a bare address (user@domain), without spaces or <>"
+                )));
+            }
+        }
+        check_host_port(&self.smtp_target()).with_context(|| ctx("smtp_target"))?;
+        match (&self.smtp_user, &self.smtp_password) {
+            (Some(u), Some(p)) => {
+                check_line_safe(u).with_context(|| ctx("smtp_user"))?;
+                check_line_safe(p.expose()).with_context(|| ctx("smtp_password"))?;
+                if !matches!(self.smtp_tls_mode(), TlsMode::Starttls | TlsMode::Implicit) {
+                    bail!(ctx(
+                        "smtp_user needs smtp_tls = \"starttls\" or \"implicit\" \
+                         (AUTH is never sent in plain text)"
+                    ));
+                }
+            }
+            (None, None) => {}
+            _ => bail!(ctx("smtp_user and smtp_password go together")),
+        }
+        if self.wait_seconds == Some(0) {
+            bail!(ctx("wait_seconds must be at least 1"));
+        }
+        Ok(())
+    }
+}
+
+fn check_host_port(target: &str) -> Result<()> {
+    let ok = target
+        .rsplit_once(':')
+        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0));
+    if !ok {
+        bail!("{target:?} is not host:port");
+    }
+    Ok(())
+}
+
+/// Values that go into protocol command lines must not break them.
+fn check_line_safe(value: &str) -> Result<()> {
+    if value.is_empty() || value.chars().any(|c| c.is_control()) {
+        bail!("must be non-empty, without control characters (CR, LF, NUL, ...)");
+    }
+    Ok(())
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CertsConfig {
+    pub enabled: bool,
+    /// Extra PEM files to watch (the first certificate of each).
+    pub files: Vec<PathBuf>,
+    /// Seconds between reads of the files.
+    pub interval_seconds: u64,
+    /// Also watch the certificates Postfix is configured with (postconf).
+    pub from_postfix: bool,
+}
+
+impl Default for CertsConfig {
+    fn default() -> Self {
+        CertsConfig {
+            enabled: true,
+            files: Vec::new(),
+            interval_seconds: 3600,
+            from_postfix: true,
+        }
+    }
+}
+
 impl AlarmConfig {
     /// The warning threshold of a queue, if that check is on.
     pub fn queue_threshold(&self, q: crate::snapshot::QueueName) -> Option<u64> {
@@ -269,6 +675,20 @@ impl AlarmConfig {
 }
 
 impl Config {
+    /// The probes that run: the configured ones, or the default smtp probe.
+    pub fn effective_probes(&self) -> Vec<ProbeConfig> {
+        if self.probe.is_empty() {
+            vec![ProbeConfig::default_smtp()]
+        } else {
+            self.probe.clone()
+        }
+    }
+
+    /// True if any probe carries a password (the file must then be private).
+    pub fn holds_password(&self) -> bool {
+        self.probe.iter().any(ProbeConfig::holds_password)
+    }
+
     /// Parses TOML text; `origin` names the file in errors.
     pub fn from_toml(text: &str, origin: &str) -> Result<Config> {
         let config: Config = toml::from_str(text).map_err(|e| {
@@ -295,7 +715,11 @@ impl Config {
             Ok(bytes) => {
                 let text = String::from_utf8(bytes)
                     .with_context(|| format!("{} is not UTF-8", path.display()))?;
-                Config::from_toml(&text, &path.display().to_string())
+                let config = Config::from_toml(&text, &path.display().to_string())?;
+                if config.holds_password() {
+                    check_private(path)?;
+                }
+                Ok(config)
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => {
                 tracing::info!(
@@ -334,6 +758,16 @@ impl Config {
                 "agentx.ping_interval_seconds and agentx.reconnect_max_seconds must be at least 1"
             );
         }
+        if self.certs.interval_seconds == 0 {
+            bail!("certs.interval_seconds must be at least 1");
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for p in &self.probe {
+            p.validate()?;
+            if !names.insert(p.name.as_str()) {
+                bail!("two probes are named {:?}; names must be unique", p.name);
+            }
+        }
         Ok(())
     }
 
@@ -348,6 +782,25 @@ impl Config {
         }
         Ok(root)
     }
+}
+
+/// Refuses a configuration file with passwords that other users can read.
+pub fn check_private(path: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path)
+        .with_context(|| format!("cannot stat {}", path.display()))?
+        .permissions()
+        .mode();
+    if mode & 0o007 != 0 {
+        bail!(
+            "{} holds passwords but other users can read it (mode {:04o}); \
+             run `chmod 640 {}` (owner root, group of the agent's user)",
+            path.display(),
+            mode & 0o7777,
+            path.display()
+        );
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -398,6 +851,100 @@ mod tests {
                     "example lacks {section} {key}"
                 );
             }
+        }
+    }
+
+    const ROUND_TRIP: &str = r#"
+[[probe]]
+name = "rt"
+type = "imap-roundtrip"
+to = "probe@example.org"
+user = "probe"
+password = "hunter2-secret"
+smtp_user = "sub"
+smtp_password = "other-secret"
+"#;
+
+    #[test]
+    fn passwords_never_show_in_debug_or_check_config_output() {
+        let c = Config::from_toml(ROUND_TRIP, "t").unwrap();
+        let debug = format!("{c:?} {:?}", c.probe[0]);
+        assert!(
+            !debug.contains("hunter2") && !debug.contains("other-secret"),
+            "{debug}"
+        );
+        assert!(debug.contains("redacted"), "{debug}");
+        let rendered = toml::to_string_pretty(&c).unwrap();
+        assert!(!rendered.contains("hunter2"), "{rendered}");
+        assert_eq!(
+            c.probe[0].password.as_ref().unwrap().expose(),
+            "hunter2-secret"
+        );
+        // The default smtp probe is replaced by the configured one.
+        assert_eq!(c.effective_probes().len(), 1);
+        assert_eq!(c.probe[0].smtp_tls_mode(), TlsMode::Starttls);
+        assert_eq!(c.probe[0].target(), "127.0.0.1:143");
+        assert!(c.probe[0].tls_verify());
+    }
+
+    #[test]
+    fn world_readable_file_with_passwords_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agent.toml");
+        std::fs::write(&path, ROUND_TRIP).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let err = format!("{:#}", Config::load(&path, true).unwrap_err());
+        assert!(
+            err.contains("chmod 640") && err.contains("agent.toml"),
+            "{err}"
+        );
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+        Config::load(&path, true).unwrap();
+        // Without passwords the mode does not matter.
+        std::fs::write(&path, "[probes]\nenabled = true\n").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        Config::load(&path, true).unwrap();
+    }
+
+    #[test]
+    fn default_probe_is_smtp_on_localhost() {
+        let c = Config::from_toml("", "t").unwrap();
+        let p = c.effective_probes();
+        assert_eq!(p.len(), 1);
+        assert_eq!(
+            (p[0].name.as_str(), p[0].target()),
+            ("smtp", "127.0.0.1:25".to_string())
+        );
+        assert_eq!(p[0].tls_mode(), TlsMode::May);
+        assert!(!p[0].tls_verify());
+        assert_eq!(p[0].interval().as_secs(), 60);
+    }
+
+    #[test]
+    fn bad_probes_are_rejected_with_a_reason() {
+        let cases = [
+            ("[[probe]]\nname = \"a b\"\ntype = \"smtp\"\n", "probe name"),
+            ("[[probe]]\nname = \"a\"\ntype = \"smtp\"\n[[probe]]\nname = \"a\"\ntype = \"smtp\"\n", "unique"),
+            ("[[probe]]\nname = \"a\"\ntype = \"smtp\"\ntarget = \"localhost\"\n", "host:port"),
+            ("[[probe]]\nname = \"a\"\ntype = \"smtp\"\nuser = \"x\"\n", "only applies"),
+            ("[[probe]]\nname = \"a\"\ntype = \"smtp\"\ntimeout_seconds = 0\n", "at least 1"),
+            ("[[probe]]\nname = \"a\"\ntype = \"pop3-roundtrip\"\nto = \"x@y\"\nuser = \"u\"\n", "password is required"),
+            ("[[probe]]\nname = \"a\"\ntype = \"pop3-roundtrip\"\nto = \"x@y\"\nuser = \"u\"\npassword = \"p\"\nmailbox = \"INBOX\"\n", "mailbox only"),
+            ("[[probe]]\nname = \"a\"\ntype = \"imap-roundtrip\"\nto = \"x@y\"\nuser = \"u\"\npassword = \"p\"\ntls = \"may\"\n", "plain text"),
+            ("[[probe]]\nname = \"a\"\ntype = \"imap-roundtrip\"\nto = \"x@y\"\nuser = \"u\"\npassword = \"p\"\nsmtp_user = \"s\"\nsmtp_password = \"p\"\nsmtp_tls = \"none\"\n", "smtp_tls"),
+            ("[[probe]]\nname = \"a\"\ntype = \"imap-roundtrip\"\nto = \"x@y\"\nuser = \"u\"\npassword = \"p\\r\\nA LOGOUT\"\n", "control"),
+            ("[[probe]]\nname = \"a\"\ntype = \"smtp\"\nbogus = 1\n", "bogus"),
+            ("[[probe]]\nname = \"a\"\ntype = \"ftp\"\n", "ftp"),
+            ("[certs]\ninterval_seconds = 0\n", "certs.interval_seconds"),
+            (
+                "[[probe]]\nname = \"a\"\ntype = \"imap-roundtrip\"\nto = \"<x@y>\"\nuser = \"u\"\npassword = \"p\"\n",
+                "bare address",
+            ),
+        ];
+        for (text, needle) in cases {
+            let err = format!("{:#}", Config::from_toml(text, "t").unwrap_err());
+            assert!(err.contains(needle), "{text}: {err}");
         }
     }
 }

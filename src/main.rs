@@ -61,6 +61,14 @@ enum Command {
         #[arg(short, long, value_name = "FILE")]
         config: Option<PathBuf>,
     },
+    /// Print the man page (roff) generated from this command line, or write
+    /// one page per subcommand into a directory (for packaging).
+    #[command(hide = true)]
+    Man {
+        /// Write postfix-agentx.1 and postfix-agentx-SUBCOMMAND.1 here.
+        #[arg(long, value_name = "DIR")]
+        out_dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -146,6 +154,21 @@ fn execute(cli: Cli) -> Result<()> {
             };
             print!("{}", mib_text(&root).map_err(anyhow::Error::msg)?);
             Ok(())
+        }
+        Command::Man { out_dir } => {
+            let command = <Cli as clap::CommandFactory>::command();
+            match out_dir {
+                Some(dir) => clap_mangen::generate_to(command, &dir)
+                    .with_context(|| format!("write man pages to {}", dir.display())),
+                None => {
+                    let mut page = Vec::new();
+                    clap_mangen::Man::new(command)
+                        .render(&mut page)
+                        .context("render the man page")?;
+                    std::io::Write::write_all(&mut std::io::stdout().lock(), &page)
+                        .context("write the man page")
+                }
+            }
         }
     }
 }

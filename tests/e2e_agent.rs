@@ -9,7 +9,8 @@ use support::snmpd::Snmpd;
 use support::wait_until;
 
 const NO_COLLECTORS: &str =
-    "\n[log]\nenabled = false\n[queue]\nenabled = false\n[process]\nenabled = false\n";
+    "\n[log]\nenabled = false\n[queue]\nenabled = false\n[process]\nenabled = false\n\
+     [probes]\nenabled = false\n[certs]\nenabled = false\n";
 
 fn agent_for(snmpd: &Snmpd) -> Agent {
     Agent::start(&(config_for_socket(&snmpd.socket_path()) + NO_COLLECTORS))

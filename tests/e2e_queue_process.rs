@@ -7,35 +7,12 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 use support::agent::{config_for_socket, Agent};
 use support::free_tcp_port;
-use support::mibs::tool_with_mib;
 use support::postfix::Postfix;
 use support::snmpd::Snmpd;
 use support::wait_until;
 
-/// `snmptable -Cf |` rows keyed by their first column.
-fn table(snmpd: &Snmpd, name: &str) -> BTreeMap<String, BTreeMap<String, String>> {
-    let out = tool_with_mib(
-        "snmptable",
-        &snmpd.address(),
-        &["-Cf", "|", "-OU", &format!("POSTFIX-MIB::{name}")],
-    );
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let mut lines = text.lines().filter(|l| l.contains('|'));
-    let Some(header) = lines.next() else {
-        return BTreeMap::new();
-    };
-    let cols: Vec<&str> = header.split('|').collect();
-    lines
-        .map(|l| {
-            let cells: Vec<String> = l.split('|').map(str::to_string).collect();
-            let row: BTreeMap<String, String> = cols
-                .iter()
-                .map(|c| c.to_string())
-                .zip(cells.iter().cloned())
-                .collect();
-            (cells.first().cloned().unwrap_or_default(), row)
-        })
-        .collect()
+fn table(snmpd: &Snmpd, name: &str) -> support::mibs::Rows {
+    support::mibs::snmptable_rows(&snmpd.address(), name)
 }
 
 fn queue_counts(pf: &Postfix) -> BTreeMap<String, usize> {

@@ -6,6 +6,7 @@ mod support;
 
 use std::time::Duration;
 use support::agent::{config_for_socket, Agent, ROOT};
+use support::dovecot::{write_cert, Dovecot, MAIL_UID, PASSWORD};
 use support::free_tcp_port;
 use support::postfix::Postfix;
 use support::snmpd::{Snmpd, SnmpdOptions};
@@ -57,6 +58,7 @@ fn alarms_raise_and_clear_notifications_once() {
              [postfix]\nconfig_directory = \"{}\"\nqueue_directory = \"{}\"\n\
              [queue]\ninterval_seconds = 1\n\
              [process]\ninterval_seconds = 1\ngrace_period_seconds = 2\n\
+             [probes]\nenabled = false\n[certs]\nenabled = false\n\
              [alarms]\nqueue_hold = 2\nlog_alarm_seconds = 4\nlog_silence_seconds = 0\n",
             pf.log_path.display(),
             pf.config_dir.display(),
@@ -183,4 +185,108 @@ fn alarms_raise_and_clear_notifications_once() {
             "{t:?}"
         );
     }
+}
+
+/// Traps whose alarm key (postfixAlarmName) is `key`.
+fn count_for(traps: &TrapReceiver, n: u32, key: &str) -> usize {
+    traps
+        .with_oid(&notification(n))
+        .iter()
+        .filter(|t| t.value(&format!("{ROOT}.1.6.10.1.2.")) == Some(&format!("STRING: \"{key}\"")))
+        .count()
+}
+
+fn wait_count(traps: &TrapReceiver, n: u32, key: &str, agent: &Agent) {
+    assert!(
+        wait_until(Duration::from_secs(40), || count_for(traps, n, key) >= 1),
+        "no notification .0.{n} for {key}: {:#?}\n{}",
+        traps.traps(),
+        agent.log()
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(count_for(traps, n, key), 1, "{:#?}", traps.traps());
+}
+
+#[test]
+fn dovecot_outage_and_expired_certificate_raise_and_clear() {
+    let traps = TrapReceiver::start();
+    let snmpd = Snmpd::start_with(SnmpdOptions {
+        extra_conf: vec![format!("trap2sink 127.0.0.1:{} public", traps.port)],
+        ..SnmpdOptions::default()
+    })
+    .unwrap();
+    let mut dovecot = Dovecot::start(&["prober"]);
+    let domain = "probe.test.invalid";
+    let pf = Postfix::builder()
+        .main_cf(&format!("virtual_mailbox_domains = {domain}"))
+        .main_cf(&format!(
+            "virtual_mailbox_base = {}",
+            dovecot.maildir_base().display()
+        ))
+        .main_cf(&format!(
+            "virtual_mailbox_maps = inline:{{ prober@{domain}=prober/ }}"
+        ))
+        .main_cf(&format!("virtual_uid_maps = static:{MAIL_UID}"))
+        .main_cf(&format!("virtual_gid_maps = static:{MAIL_UID}"))
+        .start();
+    let certs = tempfile::tempdir().unwrap();
+    let (expired, _) = write_cert(certs.path(), "watched", "mx.test.invalid", (2020, 1, 1));
+    let config = config_for_socket(&snmpd.socket_path())
+        + &format!(
+            "[log]\nenabled = false\n[queue]\nenabled = false\n[process]\nenabled = false\n\
+             [[probe]]\nname = \"imap\"\ntype = \"imap-roundtrip\"\n\
+             target = \"127.0.0.1:{imap}\"\ntls = \"none\"\n\
+             smtp_target = \"127.0.0.1:{smtp}\"\nsmtp_tls = \"none\"\n\
+             to = \"prober@{domain}\"\nuser = \"prober\"\npassword = \"{PASSWORD}\"\n\
+             interval_seconds = 2\ntimeout_seconds = 5\nwait_seconds = 10\n\
+             [certs]\nfrom_postfix = false\nfiles = [\"{cert}\"]\ninterval_seconds = 1\n\
+             [alarms]\nprobe_failures = 2\nlog_silence_seconds = 0\n",
+            imap = dovecot.imap,
+            smtp = pf.smtp_port,
+            cert = expired.display(),
+        );
+    let agent = Agent::start_private(&config);
+    let cert_key = format!("cert:{}", expired.display());
+
+    // The expired certificate: one critical alarm with negative days.
+    wait_count(&traps, 9, &cert_key, &agent);
+    let raised = traps.with_oid(&notification(9)).remove(0);
+    let days = raised
+        .value(&format!("{ROOT}.1.5.10.1.5."))
+        .and_then(|v| v.strip_prefix("INTEGER: "))
+        .and_then(|v| v.parse::<i64>().ok())
+        .unwrap_or(0);
+    assert!(days < -300, "days to expiry {days}: {raised:?}");
+    assert_eq!(
+        raised.value(&format!("{ROOT}.1.6.10.1.4.")),
+        Some("INTEGER: 3"),
+        "critical: {raised:?}"
+    );
+    // Renewed: cleared once.
+    write_cert(certs.path(), "watched", "mx.test.invalid", (2045, 1, 1));
+    wait_count(&traps, 10, &cert_key, &agent);
+
+    // The IMAP round trip works first (no alarm), then Dovecot stops.
+    let probe_ok = || {
+        support::mibs::snmptable_rows(&snmpd.address(), "postfixProbeTable")
+            .get("imap")
+            .and_then(|r| r.get("postfixProbeStatus").cloned())
+            == Some("ok".to_string())
+    };
+    assert!(
+        wait_until(Duration::from_secs(40), probe_ok),
+        "{}",
+        agent.log()
+    );
+    dovecot.stop();
+    wait_count(&traps, 7, "probe:imap", &agent);
+    let failed = traps.with_oid(&notification(7)).remove(0);
+    assert!(
+        failed
+            .value(&format!("{ROOT}.1.4.10.1.10."))
+            .is_some_and(|e| e.contains("connection refused")),
+        "probe's last error in the trap: {failed:?}"
+    );
+    dovecot.start_again();
+    wait_count(&traps, 8, "probe:imap", &agent);
 }

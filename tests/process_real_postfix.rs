@@ -197,7 +197,6 @@ fn two_instances_are_not_mixed() {
 /// inside a private mount namespace with /proc remounted with `hidepid=2`.
 fn scan_as_nobody(pf: &Postfix, hidepid_root: Option<&std::path::Path>) -> serde_json::Value {
     require_program("setpriv", "util-linux");
-    let exe = std::env::current_exe().expect("test binary");
     let mut cmd = match hidepid_root {
         None => Command::new("setpriv"),
         Some(root) => {
@@ -210,30 +209,10 @@ fn scan_as_nobody(pf: &Postfix, hidepid_root: Option<&std::path::Path>) -> serde
             c
         }
     };
-    let out = cmd
-        .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"])
-        .arg(&exe)
-        .args([
-            "--ignored",
-            "--exact",
-            "process_helper_prints_rows",
-            "--nocapture",
-        ])
+    cmd.args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"])
         .env("PFAGENTX_PROC_CONFIG_DIR", &pf.config_dir)
-        .env("PFAGENTX_PROC_QUEUE_DIR", &pf.queue_dir)
-        .output()
-        .expect("run setpriv");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "helper failed: {stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let line = stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("PROC-RESULT "))
-        .unwrap_or_else(|| panic!("no helper output: {stdout}"));
-    serde_json::from_str(line).expect("JSON")
+        .env("PFAGENTX_PROC_QUEUE_DIR", &pf.queue_dir);
+    support::run_helper_test(cmd, "process_helper_prints_rows", "PROC-RESULT ")
 }
 
 #[test]

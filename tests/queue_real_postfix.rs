@@ -289,31 +289,11 @@ fn both_methods_match_postqueue_for_every_queue() {
 /// Runs the scan helper below as nobody with only group postdrop.
 fn scan_as_nobody(queue_dir: &Path, method: &str) -> serde_json::Value {
     require_program("setpriv", "util-linux");
-    let exe = std::env::current_exe().expect("test binary path");
-    let out = Command::new("setpriv")
-        .args(["--reuid=nobody", "--regid=nogroup", "--groups=postdrop"])
-        .arg(&exe)
-        .args([
-            "--ignored",
-            "--exact",
-            "scan_helper_prints_json",
-            "--nocapture",
-        ])
+    let mut cmd = Command::new("setpriv");
+    cmd.args(["--reuid=nobody", "--regid=nogroup", "--groups=postdrop"])
         .env("PFAGENTX_SCAN_QUEUE_DIR", queue_dir)
-        .env("PFAGENTX_SCAN_METHOD", method)
-        .output()
-        .expect("run setpriv");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "helper failed: {stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let line = stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("SCAN-RESULT "))
-        .unwrap_or_else(|| panic!("no result from helper: {stdout}"));
-    serde_json::from_str(line).expect("helper JSON")
+        .env("PFAGENTX_SCAN_METHOD", method);
+    support::run_helper_test(cmd, "scan_helper_prints_json", "SCAN-RESULT ")
 }
 
 #[test]

@@ -18,6 +18,7 @@ use tokio::sync::{mpsc, watch};
 
 mod alarms;
 mod log;
+mod probe;
 mod process;
 mod queue;
 
@@ -177,6 +178,7 @@ fn spawn_collectors(
         let (c, p, s) = (config.clone(), Arc::clone(publisher), shutdown.clone());
         threads.push(spawn_named("process", move || process::run(c, p, s))?);
     }
+    threads.extend(probe::spawn(config, publisher, shutdown)?);
     Ok(threads)
 }
 
@@ -200,5 +202,6 @@ pub fn collect_once(config: &Config) -> Result<MibView> {
     if config.process.enabled {
         process::collect_once(config, &publisher);
     }
+    probe::collect_once(config, &publisher);
     Ok(publisher.view().load().as_ref().clone())
 }

@@ -22,6 +22,16 @@ impl Agent {
     /// `{dir}` in the config is replaced by that temp dir; the state directory
     /// defaults to `{dir}/state` unless the config sets `[state]`.
     pub fn start(config: &str) -> Agent {
+        Agent::start_with_mode(config, 0o644)
+    }
+
+    /// Like `start`, with the config file readable by its owner only, as a
+    /// config holding passwords must be.
+    pub fn start_private(config: &str) -> Agent {
+        Agent::start_with_mode(config, 0o600)
+    }
+
+    fn start_with_mode(config: &str, mode: u32) -> Agent {
         let dir = tempfile::Builder::new()
             .prefix("pfagentx-agent-")
             .tempdir()
@@ -33,6 +43,11 @@ impl Agent {
         }
         let config_path = dir.path().join("agent.toml");
         fs::write(&config_path, text).expect("write agent config");
+        fs::set_permissions(
+            &config_path,
+            std::os::unix::fs::PermissionsExt::from_mode(mode),
+        )
+        .expect("chmod agent config");
         let mut agent = Agent {
             dir,
             child: None,

@@ -121,3 +121,36 @@ pub fn tool_with_mib(program: &str, address: &str, args: &[&str]) -> std::proces
         .output()
         .unwrap_or_else(|e| panic!("run {program}: {e}"))
 }
+
+/// Rows of `snmptable -Cf |` keyed by their first column, cells unquoted,
+/// units left out (`-OU`).
+pub type Rows = std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>;
+
+/// Reads POSTFIX-MIB table `name` (e.g. `postfixQueueTable`) with the real snmptable.
+pub fn snmptable_rows(address: &str, name: &str) -> Rows {
+    let out = tool_with_mib(
+        "snmptable",
+        address,
+        &["-Cf", "|", "-OU", &format!("POSTFIX-MIB::{name}")],
+    );
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let mut lines = text.lines().filter(|l| l.contains('|'));
+    let Some(header) = lines.next() else {
+        return Rows::new();
+    };
+    let cols: Vec<&str> = header.split('|').collect();
+    lines
+        .map(|l| {
+            let cells: Vec<String> = l
+                .split('|')
+                .map(|c| c.trim().trim_matches('"').to_string())
+                .collect();
+            let row = cols
+                .iter()
+                .map(|c| c.to_string())
+                .zip(cells.iter().cloned())
+                .collect();
+            (cells.first().cloned().unwrap_or_default(), row)
+        })
+        .collect()
+}

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod agent;
+pub mod dovecot;
 pub mod mibs;
 pub mod postfix;
 pub mod snmpd;
@@ -61,4 +62,31 @@ pub fn wait_until(timeout: std::time::Duration, mut cond: impl FnMut() -> bool) 
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
+}
+
+/// Runs the ignored test `helper` of the current test binary through
+/// `cmd` (a `setpriv ...` or `unshare ...` prefix that drops privileges),
+/// and parses the JSON the helper printed after `prefix` on one line.
+pub fn run_helper_test(
+    mut cmd: std::process::Command,
+    helper: &str,
+    prefix: &str,
+) -> serde_json::Value {
+    let exe = std::env::current_exe().expect("test binary path");
+    let out = cmd
+        .arg(&exe)
+        .args(["--ignored", "--exact", helper, "--nocapture"])
+        .output()
+        .expect("run the helper test");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "helper {helper} failed: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix(prefix))
+        .unwrap_or_else(|| panic!("no {prefix:?} line from helper {helper}: {stdout}"));
+    serde_json::from_str(line).expect("helper JSON")
 }

@@ -33,7 +33,7 @@
 //! normal and just not counted.
 
 use crate::snapshot::QueueName;
-use std::ffi::CString;
+use std::ffi::{CStr, CString};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
@@ -136,7 +136,7 @@ pub fn scan_queue(
     let mut subdirs: Vec<Vec<u8>> = Vec::new();
     let label = path.display().to_string();
     walker
-        .scan_dir(&dir, &label, Some(&mut subdirs), 0)
+        .scan_dir(&dir, Some(&mut subdirs), 0)
         .map_err(|source| DirScanError::Io {
             path: label.clone(),
             source,
@@ -255,7 +255,7 @@ impl<'a> Walker<'a> {
             Err(e) => return Err(io_err(e)),
         };
         let mut subdirs = Vec::new();
-        self.scan_dir(&dir, label, Some(&mut subdirs), depth)
+        self.scan_dir(&dir, Some(&mut subdirs), depth)
             .map_err(io_err)?;
         for sub in subdirs {
             if self.is_timed_out() {
@@ -271,7 +271,6 @@ impl<'a> Walker<'a> {
     fn scan_dir(
         &mut self,
         dir: &Dir,
-        _label: &str,
         mut subdirs: Option<&mut Vec<Vec<u8>>>,
         depth: usize,
     ) -> io::Result<()> {
@@ -290,7 +289,7 @@ impl<'a> Walker<'a> {
                         return Ok(());
                     }
                     let kind = match entry.d_type {
-                        libc::DT_UNKNOWN => match dir.lstat_type(entry.name) {
+                        libc::DT_UNKNOWN => match dir.lstat_type(entry.c_name) {
                             Ok(k) => k,
                             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => continue,
                             Err(e) => return Err(e),
@@ -299,7 +298,7 @@ impl<'a> Walker<'a> {
                     };
                     match kind {
                         libc::DT_REG if is_queue_id(entry.name) => {
-                            self.count_file(dir, entry.name)?
+                            self.count_file(dir, entry.c_name)?
                         }
                         libc::DT_DIR if entry.name.len() == 1 && depth < MAX_HASH_DEPTH => {
                             match subdirs.as_deref_mut() {
@@ -316,7 +315,7 @@ impl<'a> Walker<'a> {
         result
     }
 
-    fn count_file(&mut self, dir: &Dir, name: &[u8]) -> io::Result<()> {
+    fn count_file(&mut self, dir: &Dir, name: &CStr) -> io::Result<()> {
         if !self.options.details {
             self.totals.messages += 1;
             return Ok(());
@@ -411,16 +410,14 @@ impl Dir {
         }
     }
 
-    fn statx(&self, name: &[u8]) -> io::Result<libc::statx> {
-        let c = CString::new(name)
-            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in name"))?;
+    fn statx(&self, name: &CStr) -> io::Result<libc::statx> {
         // SAFETY: all-zero is a valid statx value.
         let mut st: libc::statx = unsafe { std::mem::zeroed() };
         // SAFETY: valid fd, NUL-terminated name and a writable statx buffer.
         let rc = unsafe {
             libc::statx(
                 self.fd.as_raw_fd(),
-                c.as_ptr(),
+                name.as_ptr(),
                 libc::AT_SYMLINK_NOFOLLOW | libc::AT_STATX_DONT_SYNC,
                 libc::STATX_TYPE | libc::STATX_SIZE | libc::STATX_MTIME | libc::STATX_BTIME,
                 &mut st,
@@ -433,7 +430,7 @@ impl Dir {
     }
 
     /// The DT_* type of an entry, for file systems that do not fill d_type.
-    fn lstat_type(&self, name: &[u8]) -> io::Result<u8> {
+    fn lstat_type(&self, name: &CStr) -> io::Result<u8> {
         let st = self.statx(name)?;
         Ok(match u32::from(st.stx_mode) & libc::S_IFMT {
             libc::S_IFREG => libc::DT_REG,
@@ -447,6 +444,8 @@ impl Dir {
 struct Dirent<'a> {
     d_type: u8,
     name: &'a [u8],
+    /// The same name with its NUL, for the *at() calls without a copy.
+    c_name: &'a CStr,
 }
 
 /// Walks the `linux_dirent64` records in a getdents64 buffer:
@@ -478,10 +477,14 @@ impl<'a> Iterator for DirentIter<'a> {
         let record = &self.buf[..reclen];
         self.buf = &self.buf[reclen..];
         let raw_name = &record[DIRENT_NAME_OFFSET..];
-        let name_len = memchr::memchr(0, raw_name).unwrap_or(raw_name.len());
+        // The kernel always NUL-terminates d_name inside d_reclen; a record
+        // without one is skipped rather than misread.
+        let name_len = memchr::memchr(0, raw_name)?;
+        let c_name = CStr::from_bytes_with_nul(&raw_name[..=name_len]).ok()?;
         Some(Dirent {
             d_type: record[18],
             name: &raw_name[..name_len],
+            c_name,
         })
     }
 }

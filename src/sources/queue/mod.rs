@@ -163,8 +163,9 @@ impl QueueScanner {
                 );
             }
             Err(e) => {
+                // The caller decides how loudly to report it.
                 let text = format!("{e:#}");
-                tracing::warn!("queue scan failed: {text}");
+                tracing::debug!("queue scan failed: {text}");
                 self.health.failure(text);
             }
         }
