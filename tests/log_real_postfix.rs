@@ -158,6 +158,11 @@ impl Drop for DovecotAuth {
                 unsafe {
                     libc::kill(pid, libc::SIGTERM);
                 }
+                // Wait for it to exit before its directory is removed.
+                // SAFETY: signal 0 only checks that the process exists.
+                support::wait_until(Duration::from_secs(5), || unsafe {
+                    libc::kill(pid, 0) != 0
+                });
             }
         }
     }
