@@ -6,7 +6,8 @@
 //! virtual aliases, virtual(8) and pipe(8) deliveries, relays to smtp-sink
 //! sinks that accept, defer and bounce, an unreachable relay, the discard
 //! transport, access and header/body REJECT, DISCARD, HOLD and WARN,
-//! `postsuper -h`, and expiry. The expected counts come from what the test
+//! `postsuper -h`, expiry, STARTTLS in and out, a failed SASL login (against
+//! a private Dovecot auth service) and a postscreen block-list rejection. The expected counts come from what the test
 //! sent and what happened (mailbox files, sink dumps, the queue), then the
 //! parser runs over the log Postfix wrote and must agree on every counter.
 
@@ -97,8 +98,79 @@ fn self_signed_cert(dir: &Path) -> (PathBuf, PathBuf) {
     (key, cert)
 }
 
+/// A private Dovecot that only serves SASL authentication on a unix socket
+/// (any user, password `right`); killed on drop.
+struct DovecotAuth {
+    dir: tempfile::TempDir,
+}
+
+impl DovecotAuth {
+    fn start() -> DovecotAuth {
+        let dovecot = support::require_program("dovecot", "dovecot-core");
+        let dir = tempfile::Builder::new()
+            .prefix("pfagentx-dovecot-")
+            .tempdir()
+            .unwrap();
+        support_chmod(dir.path(), 0o755);
+        let d = dir.path().display();
+        let conf = format!(
+            "base_dir = {d}/run\nstate_dir = {d}/state\nlog_path = {d}/dovecot.log\n\
+             protocols =\nssl = no\ndisable_plaintext_auth = no\nauth_mechanisms = plain login\n\
+             auth_failure_delay = 0\n\
+             passdb {{\n  driver = static\n  args = password=right\n}}\n\
+             userdb {{\n  driver = static\n  args = uid=65534 gid=65534 home=/nonexistent\n}}\n\
+             service auth {{\n  unix_listener {d}/auth {{\n    mode = 0666\n  }}\n}}\n"
+        );
+        fs::create_dir_all(dir.path().join("state")).unwrap();
+        fs::write(dir.path().join("dovecot.conf"), conf).unwrap();
+        // The daemon keeps inherited pipes open: give it none to wait for.
+        let status = std::process::Command::new(dovecot)
+            .arg("-c")
+            .arg(dir.path().join("dovecot.conf"))
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert!(
+            status.success(),
+            "dovecot failed: {}",
+            fs::read_to_string(dir.path().join("dovecot.log")).unwrap_or_default()
+        );
+        let auth = DovecotAuth { dir };
+        assert!(
+            support::wait_until(Duration::from_secs(10), || auth.socket().exists()),
+            "dovecot auth socket missing"
+        );
+        auth
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.dir.path().join("auth")
+    }
+}
+
+impl Drop for DovecotAuth {
+    fn drop(&mut self) {
+        if let Ok(pid) = fs::read_to_string(self.dir.path().join("run/master.pid")) {
+            if let Ok(pid) = pid.trim().parse::<i32>() {
+                // SAFETY: signalling the dovecot master this test started.
+                unsafe {
+                    libc::kill(pid, libc::SIGTERM);
+                }
+                // Wait for it to exit before its directory is removed.
+                // SAFETY: signal 0 only checks that the process exists.
+                support::wait_until(Duration::from_secs(5), || unsafe {
+                    libc::kill(pid, 0) != 0
+                });
+            }
+        }
+    }
+}
+
 #[test]
 fn counters_match_what_postfix_did() {
+    let dovecot = DovecotAuth::start();
     let sink = SmtpSink::start(SinkMode::Accept);
     let soft = SmtpSink::start(SinkMode::SoftReject);
     let hard = SmtpSink::start(SinkMode::HardReject);
@@ -143,6 +215,9 @@ fn counters_match_what_postfix_did() {
         .main_cf("smtpd_relay_restrictions = reject_unauth_destination")
         .main_cf("smtpd_recipient_restrictions = check_sender_access inline:{ {badsender@example.com=REJECT} }, check_helo_access inline:{ {bad.helo.invalid=REJECT} }, warn_if_reject check_recipient_access inline:{ {rw@mx.test.invalid=REJECT} }, check_recipient_access inline:{ {heldrcpt@mx.test.invalid=HOLD}, {discrcpt@mx.test.invalid=DISCARD}, {rejrcpt@mx.test.invalid=REJECT}, {temprcpt@mx.test.invalid=450 4.7.1 try later} }")
         .main_cf("message_size_limit = 200000")
+        .main_cf("smtpd_sasl_auth_enable = yes")
+        .main_cf("smtpd_sasl_type = dovecot")
+        .main_cf(&format!("smtpd_sasl_path = {}", dovecot.socket().display()))
         .main_cf("header_checks = regexp:{dir}/etc/header_checks")
         .main_cf("body_checks = regexp:{dir}/etc/body_checks")
         .master_cf("pipeit unix - n n - - pipe flags=F user=nobody argv=/bin/sh -c { cat >> {dir}/mail/pipe.out }")
@@ -366,6 +441,22 @@ fn counters_match_what_postfix_did() {
     assert_eq!(t.data_code, Some(250), "{t:?}");
     e.c.discarded += 1;
 
+    // --- SASL: one failed AUTH (a warning and an authentication failure),
+    // then a successful one.
+    {
+        sessions.set(sessions.get() + 1);
+        let mut c = pf.smtp();
+        c.command("EHLO client.test.invalid");
+        // PLAIN \0bob\0wrong and \0bob\0right
+        let (code, text) = c.command("AUTH PLAIN AGJvYgB3cm9uZw==");
+        assert_eq!(code, 535, "{text}");
+        let (code, text) = c.command("AUTH PLAIN AGJvYgByaWdodA==");
+        assert_eq!(code, 235, "{text}");
+        c.command("QUIT");
+        e.c.sasl_auth_failures += 1;
+        e.c.log_warning += 1;
+    }
+
     // --- postscreen: a blocked client is rejected at RCPT (one rejection);
     // its CONNECT is not an smtpd connection.
     {
@@ -520,6 +611,19 @@ fn counters_match_what_postfix_did() {
     assert_eq!(got.deliveries["pipe"].sent, 1);
     assert_eq!(got.deliveries["virtual"].sent, 1);
     e.c.deliveries = got.deliveries.clone();
+    // Warnings this test does not cause and cannot predict: cleanup warns
+    // when the VM's file system clock runs ahead of the system clock. They
+    // are real daemon warnings, so they are expected too.
+    let text = String::from_utf8_lossy(&log);
+    let clock_warnings = text
+        .lines()
+        .filter(|l| {
+            l.contains("postfix/cleanup[")
+                && (l.ends_with("]: warning: resetting file time stamps - this hurts performance")
+                    || l.contains("]: warning: file system clock is "))
+        })
+        .count() as u64;
+    e.c.log_warning += clock_warnings;
     // The last fatal/panic line is postlog's panic, logged last above.
     let severe = got.last_severe_line.clone().unwrap_or_default();
     assert!(
