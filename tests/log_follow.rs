@@ -711,7 +711,11 @@ fn child_permission_probe() {
     let log = PathBuf::from(std::env::var("LOG_FOLLOW_PROBE_PATH").expect("LOG_FOLLOW_PROBE_PATH"));
     let mut opts = options();
     opts.fallback_interval = Duration::from_millis(100);
-    let mut f = LogFollower::new(vec![log], &[], StartFrom::Beginning, opts).unwrap();
+    let saved: Vec<FilePosition> = serde_json::from_str(
+        &std::env::var("LOG_FOLLOW_PROBE_SAVED").expect("LOG_FOLLOW_PROBE_SAVED"),
+    )
+    .unwrap();
+    let mut f = LogFollower::new(vec![log], &saved, StartFrom::Beginning, opts).unwrap();
     let mut c = Collected::default();
     follow_until(&mut f, &mut c, Duration::from_secs(3), |c| {
         c.events
@@ -724,6 +728,8 @@ fn child_permission_probe() {
     follow_until(&mut f, &mut c, Duration::from_secs(5), |c| {
         c.lines.len() >= 2
     });
+    // Nothing more may come (a reread from 0 would bring "secret 1" again).
+    follow_until(&mut f, &mut c, Duration::from_millis(300), |_| false);
     println!("PROBE_LINES {}", c.texts().join("|"));
 }
 
@@ -736,7 +742,17 @@ fn permission_denied_then_fixed() {
     let dir = tempfile::tempdir().unwrap();
     fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
     let log = dir.path().join("mail.log");
-    fs::write(&log, "secret 1\nsecret 2\n").unwrap();
+    // A position saved by an earlier run after "secret 1"; the file became
+    // unreadable while the agent was stopped. Once readable again it must be
+    // resumed there, not reread from 0.
+    fs::write(&log, "secret 1\n").unwrap();
+    let saved = {
+        let mut f =
+            LogFollower::new(vec![log.clone()], &[], StartFrom::Beginning, options()).unwrap();
+        poll_once(&mut f, &mut Collected::default());
+        serde_json::to_string(&f.positions()).unwrap()
+    };
+    append(&log, "secret 2\nsecret 3\n");
     fs::set_permissions(&log, fs::Permissions::from_mode(0o600)).unwrap();
     // A copy of this test binary that user nobody can run wherever the tree is checked out.
     let exe = dir.path().join("probe");
@@ -753,6 +769,7 @@ fn permission_denied_then_fixed() {
             "--test-threads=1",
         ])
         .env("LOG_FOLLOW_PROBE_PATH", &log)
+        .env("LOG_FOLLOW_PROBE_SAVED", &saved)
         .current_dir(dir.path())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -787,7 +804,7 @@ fn permission_denied_then_fixed() {
         err.contains("Permission denied") && err.contains("group adm"),
         "{err}"
     );
-    assert_eq!(saw_lines.as_deref(), Some("secret 1|secret 2"));
+    assert_eq!(saw_lines.as_deref(), Some("secret 2|secret 3"));
     assert!(status.success(), "child failed: {status}");
 }
 
