@@ -7,48 +7,13 @@
 
 use postfix_agentx::agentx::codec::{ErrorStatus, Payload, Pdu, Response, SearchRange};
 use postfix_agentx::agentx::session::get_next;
-use postfix_agentx::mib::{MibView, ViewHandle};
-use postfix_agentx::snmp::{Oid, Value};
+use postfix_agentx::mib::ViewHandle;
+use postfix_agentx::snmp::Oid;
 use std::hint::black_box;
 use std::time::Instant;
 
-const BASE: &str = "1.3.6.1.4.1.8072.9999.9999.25";
-
-fn oid(s: &str) -> Oid {
-    Oid::parse(s).unwrap_or_default()
-}
-
-/// The same 200-object view as `agentx_latency`.
-fn view() -> MibView {
-    let mut e = vec![
-        (
-            oid(&format!("{BASE}.1.0")),
-            Value::Counter64(123_456_789_012),
-        ),
-        (oid(&format!("{BASE}.2.0")), Value::Gauge32(42)),
-        (
-            oid(&format!("{BASE}.3.0")),
-            Value::OctetString(vec![0, 1, 2, 255]),
-        ),
-        (oid(&format!("{BASE}.4.0")), Value::Integer(-7)),
-        (oid(&format!("{BASE}.6.0")), Value::string("postfix")),
-    ];
-    for row in 1..=65u32 {
-        e.push((
-            oid(&format!("{BASE}.5.1.1.{row}")),
-            Value::Integer(row as i32),
-        ));
-        e.push((
-            oid(&format!("{BASE}.5.1.2.{row}")),
-            Value::string(format!("queue-{row}")),
-        ));
-        e.push((
-            oid(&format!("{BASE}.5.1.3.{row}")),
-            Value::Counter64(u64::from(row) << 33),
-        ));
-    }
-    MibView::from_entries(e)
-}
+mod common;
+use common::{bench_view as view, oid, BASE};
 
 fn main() {
     // `cargo test --all-targets` runs benches once without `--bench`: stay quick then.

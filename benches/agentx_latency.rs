@@ -10,55 +10,24 @@
 //! Run: `cargo bench --bench agentx_latency` (needs `apt-get install -y snmpd snmp`).
 //! Env: BENCH_GETS (default 5000), BENCH_WALKS (default 30).
 
+mod common;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
 use anyhow::{bail, Context, Result};
 use postfix_agentx::agentx::session::{self, MasterAddress, SessionConfig, SessionState};
-use postfix_agentx::mib::{MibView, ViewHandle};
-use postfix_agentx::snmp::{Oid, Value};
+use postfix_agentx::mib::ViewHandle;
+use postfix_agentx::snmp::Oid;
 use std::net::UdpSocket;
 use std::time::{Duration, Instant};
 use support::snmpd::Snmpd;
 use tokio::sync::{mpsc, watch};
 
-const BASE: &str = "1.3.6.1.4.1.8072.9999.9999.25";
+use common::{bench_view, BASE};
 const SYS_UPTIME: &str = "1.3.6.1.2.1.1.3.0";
 
 fn oid(s: &str) -> Oid {
     Oid::parse(s).expect("valid OID")
-}
-
-/// 5 scalars + a 3-column, 65-row table = 200 objects.
-fn bench_view() -> MibView {
-    let mut e = vec![
-        (
-            oid(&format!("{BASE}.1.0")),
-            Value::Counter64(123_456_789_012),
-        ),
-        (oid(&format!("{BASE}.2.0")), Value::Gauge32(42)),
-        (
-            oid(&format!("{BASE}.3.0")),
-            Value::OctetString(vec![0, 1, 2, 255]),
-        ),
-        (oid(&format!("{BASE}.4.0")), Value::Integer(-7)),
-        (oid(&format!("{BASE}.6.0")), Value::string("postfix")),
-    ];
-    for row in 1..=65u32 {
-        e.push((
-            oid(&format!("{BASE}.5.1.1.{row}")),
-            Value::Integer(row as i32),
-        ));
-        e.push((
-            oid(&format!("{BASE}.5.1.2.{row}")),
-            Value::string(format!("queue-{row}")),
-        ));
-        e.push((
-            oid(&format!("{BASE}.5.1.3.{row}")),
-            Value::Counter64(u64::from(row) << 33),
-        ));
-    }
-    MibView::from_entries(e)
 }
 
 // ---- minimal BER for SNMPv2c ----
