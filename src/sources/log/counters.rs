@@ -124,7 +124,7 @@ impl Hash for QidKey {
     }
 }
 
-/// A fast hash for queue ids: three folded multiplies with a per-process
+/// A fast hash for queue ids (and smtpd pids): three folded multiplies with a per-process
 /// random seed. SipHash (std's default) cost a fifth of the parse time;
 /// the seed keeps collisions from being precomputable by someone who can
 /// write log lines.
@@ -164,6 +164,11 @@ impl Hasher for QidHasher {
             word[..chunk.len()].copy_from_slice(chunk);
             self.write_u64(u64::from_le_bytes(word));
         }
+    }
+
+    #[inline(always)]
+    fn write_u32(&mut self, x: u32) {
+        self.write_u64(u64::from(x));
     }
 
     #[inline(always)]
@@ -287,7 +292,7 @@ pub struct LogAccumulator {
     pub counters: LogCounters,
     qids: QidTable,
     /// smtpd pid → HOLD_PENDING/DISCARD_PENDING logged with NOQUEUE.
-    pending_sessions: HashMap<u32, u8>,
+    pending_sessions: HashMap<u32, u8, QidHashBuilder>,
     #[serde(skip)]
     extra_names: Vec<Vec<u8>>,
 }
@@ -308,7 +313,7 @@ impl LogAccumulator {
         LogAccumulator {
             counters: LogCounters::default(),
             qids: QidTable::new(qid_capacity),
-            pending_sessions: HashMap::new(),
+            pending_sessions: HashMap::default(),
             extra_names: extra_syslog_names
                 .iter()
                 .map(|n| n.as_bytes().to_vec())
@@ -370,12 +375,12 @@ impl LogAccumulator {
             }
             Event::SmtpdConnect => {
                 c.smtp_connections += 1;
-                if let Some(pid) = tag.pid {
+                if let Some(pid) = tag.pid() {
                     self.pending_sessions.remove(&pid);
                 }
             }
             Event::SmtpdDisconnect => {
-                if let Some(pid) = tag.pid {
+                if let Some(pid) = tag.pid() {
                     self.pending_sessions.remove(&pid);
                 }
             }
@@ -393,7 +398,7 @@ impl LogAccumulator {
                 let Some(key) = key else { return };
                 let mut pending = 0u8;
                 if tag.program == b"smtpd" {
-                    if let Some(pid) = tag.pid {
+                    if let Some(pid) = tag.pid() {
                         pending = self.pending_sessions.remove(&pid).unwrap_or(0);
                     }
                 }
@@ -418,7 +423,7 @@ impl LogAccumulator {
                 }
                 None => {
                     // smtpd NOQUEUE: wait for this session's client= line.
-                    if let Some(pid) = tag.pid.filter(|_| tag.program == b"smtpd") {
+                    if let Some(pid) = tag.pid().filter(|_| tag.program == b"smtpd") {
                         self.pend_session(pid, HOLD_PENDING);
                     }
                 }
@@ -435,7 +440,7 @@ impl LogAccumulator {
                     // Neither smtpd nor cleanup logs anything for the
                     // message after a discard, so count it now, once per
                     // SMTP transaction (the QID inherits the mark).
-                    match tag.pid.filter(|_| tag.program == b"smtpd") {
+                    match tag.pid().filter(|_| tag.program == b"smtpd") {
                         Some(pid) => {
                             let already = self
                                 .pending_sessions
@@ -585,20 +590,17 @@ fn update_delivery_row(
     update: impl FnOnce(&mut DeliveryCount),
 ) {
     let name = std::str::from_utf8(service).unwrap_or(OTHER_TRANSPORT);
-    let name = if counters.deliveries.contains_key(name) {
-        name
-    } else if counters.deliveries.len() >= MAX_TRANSPORTS {
+    // One tree search for the common case: the row exists.
+    if let Some(row) = counters.deliveries.get_mut(name) {
+        update(row);
+        return;
+    }
+    let name = if counters.deliveries.len() >= MAX_TRANSPORTS {
         OTHER_TRANSPORT
     } else {
         name
     };
-    if let Some(row) = counters.deliveries.get_mut(name) {
-        update(row);
-    } else {
-        let mut row = DeliveryCount::default();
-        update(&mut row);
-        counters.deliveries.insert(name.to_owned(), row);
-    }
+    update(counters.deliveries.entry(name.to_owned()).or_default());
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@
 
 pub mod counters;
 pub mod follow;
+pub mod head;
 pub mod journal;
 pub mod parse;
 pub mod parser;

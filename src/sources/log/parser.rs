@@ -9,6 +9,7 @@
 //! `size=`, the delivery `status=`), the address is skipped with its quoting
 //! honoured first.
 
+use super::head::{find_byte, HeadIndex};
 use crate::snapshot::RejectReason;
 use memchr::memmem;
 
@@ -38,7 +39,17 @@ pub struct Tag<'a> {
     pub service: &'a [u8],
     /// The daemon program: the last part of the tag.
     pub program: &'a [u8],
-    pub pid: Option<u32>,
+    /// The text between `[` and `]`, parsed only where a counter needs it
+    /// (few lines do).
+    pub pid_text: &'a [u8],
+}
+
+impl Tag<'_> {
+    /// The process id, if the tag has a valid one.
+    #[inline]
+    pub fn pid(&self) -> Option<u32> {
+        parse_u32(self.pid_text)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -133,114 +144,84 @@ pub enum Action<'a> {
     Other,
 }
 
-/// Position of `needle` in a short haystack (a host, a tag, a token): eight
-/// bytes at a time with the classic "has zero byte" trick, which beats both
-/// a byte loop and memchr's setup cost for these lengths.
-#[inline(always)]
-fn find_byte(haystack: &[u8], needle: u8) -> Option<usize> {
-    const LO: u64 = 0x0101_0101_0101_0101;
-    const HI: u64 = 0x8080_8080_8080_8080;
-    let pattern = LO.wrapping_mul(u64::from(needle));
-    let mut chunks = haystack.chunks_exact(8);
-    let mut offset = 0;
-    for chunk in &mut chunks {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(chunk);
-        let x = u64::from_le_bytes(word) ^ pattern;
-        // Borrows only run upwards, so the lowest flagged byte is exact.
-        let found = x.wrapping_sub(LO) & !x & HI;
-        if found != 0 {
-            return Some(offset + (found.trailing_zeros() / 8) as usize);
-        }
-        offset += 8;
-    }
-    chunks
-        .remainder()
-        .iter()
-        .position(|&b| b == needle)
-        .map(|p| offset + p)
-}
-
 /// Is this syslog name one of Postfix's? `postfix`, any name starting with
 /// `postfix` (multi-instance `postfix-out`), or a configured extra name.
-#[inline]
+#[inline(always)]
 fn is_postfix_name(name: &[u8], extra_names: &[Vec<u8>]) -> bool {
     name.starts_with(b"postfix") || extra_names.iter().any(|n| n.as_slice() == name)
 }
 
 /// Parse one log line (without its newline).
 pub fn parse_line<'a>(line: &'a [u8], extra_names: &[Vec<u8>]) -> Line<'a> {
-    let Some(rest) = skip_timestamp(line) else {
+    let Some(host_start) = timestamp_end(line) else {
         return Line::Unparsed;
     };
+    let idx = HeadIndex::new(line, host_start);
     // Host name: one non-empty token.
-    let Some(sp) = find_byte(rest, b' ') else {
+    let Some(host_end) = idx.space_from(host_start) else {
         return Line::Unparsed;
     };
-    if sp == 0 {
+    if host_end == host_start {
         return Line::Unparsed;
     }
-    let rest = &rest[sp + 1..];
     // Tag: `name[pid]:` or `name:`, followed by a space or the end of line.
-    let tag_end = find_byte(rest, b' ').unwrap_or(rest.len());
-    let tag_token = &rest[..tag_end];
-    let Some(tag_token) = tag_token.strip_suffix(b":") else {
+    let tag_start = host_end + 1;
+    let tag_end = idx.space_from(tag_start).unwrap_or(line.len());
+    if tag_end <= tag_start || line[tag_end - 1] != b':' {
         return Line::Unparsed;
-    };
-    let (name_path, pid) = match find_byte(tag_token, b'[') {
+    }
+    let colon = tag_end - 1;
+    let (name_end, pid_text) = match idx.first_open(tag_start, colon) {
         Some(open) => {
-            let Some(inner) = tag_token[open + 1..].strip_suffix(b"]") else {
+            if colon < open + 2 || line[colon - 1] != b']' {
                 return Line::Unparsed;
-            };
-            (&tag_token[..open], parse_u32(inner))
+            }
+            (open, &line[open + 1..colon - 1])
         }
-        None => (tag_token, None),
+        None => (colon, &[][..]),
     };
-    if name_path.is_empty() {
+    if name_end == tag_start {
         return Line::Unparsed;
     }
-    let message = if tag_end < rest.len() {
-        &rest[tag_end + 1..]
-    } else {
-        &[][..]
-    };
-    let (syslog_name, after_name) = match find_byte(name_path, b'/') {
-        Some(slash) => (&name_path[..slash], &name_path[slash + 1..]),
-        None => (name_path, &[][..]),
-    };
-    if !is_postfix_name(syslog_name, extra_names) {
-        return Line::Foreign;
-    }
-    let (service, program) = if after_name.is_empty() {
-        (syslog_name, syslog_name)
-    } else {
-        let program = match after_name.iter().rposition(|&b| b == b'/') {
-            Some(slash) => &after_name[slash + 1..],
-            None => after_name,
-        };
-        let service = match find_byte(after_name, b'/') {
-            Some(slash) => &after_name[..slash],
-            None => after_name,
-        };
-        (service, program)
+    let (syslog_name, service, program) = match idx.first_slash(tag_start, name_end) {
+        Some(slash) => {
+            let syslog_name = &line[tag_start..slash];
+            if !is_postfix_name(syslog_name, extra_names) {
+                return Line::Foreign;
+            }
+            let program_start = idx.last_slash(slash + 1, name_end).unwrap_or(slash) + 1;
+            let service_end = idx.first_slash(slash + 1, name_end).unwrap_or(name_end);
+            (
+                syslog_name,
+                &line[slash + 1..service_end],
+                &line[program_start..name_end],
+            )
+        }
+        None => {
+            let name = &line[tag_start..name_end];
+            if !is_postfix_name(name, extra_names) {
+                return Line::Foreign;
+            }
+            (name, name, name)
+        }
     };
     let tag = Tag {
         syslog_name,
         service,
         program,
-        pid,
+        pid_text,
     };
     Line::Postfix(PostfixLine {
         tag,
-        event: classify(&tag, message),
+        event: classify(&tag, &idx, tag_end + 1),
     })
 }
 
-/// Skip an RFC 3164 (`Nov 29 13:13:38`, optionally with fractional seconds)
-/// or RFC 3339 (`2026-11-29T13:13:38.123456+00:00`) timestamp and the space
-/// after it.
+/// Where the host starts: after an RFC 3164 (`Nov 29 13:13:38`, optionally
+/// with fractional seconds) or RFC 3339 (`2026-11-29T13:13:38.123456+00:00`)
+/// timestamp and the space after it.
 #[inline]
-fn skip_timestamp(line: &[u8]) -> Option<&[u8]> {
+fn timestamp_end(line: &[u8]) -> Option<usize> {
     if line.len() < 16 {
         return None;
     }
@@ -257,8 +238,7 @@ fn skip_timestamp(line: &[u8]) -> Option<&[u8]> {
             return None;
         }
         // At least `YYYY-MM-DDThh:mm:ss` before the space.
-        let sp = 19 + find_byte(line.get(19..)?, b' ')?;
-        return Some(&line[sp + 1..]);
+        return find_byte(&line[19..], b' ').map(|sp| 19 + sp + 1);
     }
     // RFC 3164: Mmm dd hh:mm:ss (day space-padded)
     if !(line[0].is_ascii_uppercase()
@@ -280,10 +260,7 @@ fn skip_timestamp(line: &[u8]) -> Option<&[u8]> {
             i += 1;
         }
     }
-    if line.get(i) != Some(&b' ') {
-        return None;
-    }
-    Some(&line[i + 1..])
+    (line.get(i) == Some(&b' ')).then_some(i + 1)
 }
 
 #[inline]
@@ -323,6 +300,27 @@ fn split_digits(s: &[u8]) -> (&[u8], &[u8]) {
     s.split_at(n)
 }
 
+/// Byte classes of queue ids: `QID_SHORT` for upper-case hex, `QID_LONG`
+/// for the vowel-free base-52 alphabet of long ids (and `z`, their
+/// separator).
+const QID_SHORT: u8 = 1;
+const QID_LONG: u8 = 2;
+static QID_CLASS: [u8; 256] = {
+    let mut table = [0u8; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        if c.is_ascii_digit() || (c >= b'A' && c <= b'F') {
+            table[b] |= QID_SHORT;
+        }
+        if c.is_ascii_alphanumeric() && !is_vowel(c) {
+            table[b] |= QID_LONG;
+        }
+        b += 1;
+    }
+    table
+};
+
 /// Is `id` a Postfix queue id? Short form: upper-case hex (microseconds
 /// then inode). Long form (`enable_long_queue_ids`): at least 10 characters
 /// of the vowel-free base-52 alphabet, the separator `z`, then the inode in
@@ -332,17 +330,13 @@ pub fn is_queue_id(id: &[u8]) -> bool {
     if id.len() < 6 || id.len() > 24 {
         return false;
     }
-    if id
-        .iter()
-        .all(|&b| b.is_ascii_digit() || (b'A'..=b'F').contains(&b))
-    {
+    let classes = id.iter().fold(QID_SHORT | QID_LONG, |all, &b| {
+        all & QID_CLASS[usize::from(b)]
+    });
+    if classes & QID_SHORT != 0 {
         return true;
     }
-    if id.len() < 12
-        || !id
-            .iter()
-            .all(|&b| b.is_ascii_alphanumeric() && !is_vowel(b))
-    {
+    if id.len() < 12 || classes & QID_LONG == 0 {
         return false;
     }
     match id.iter().rposition(|&b| b == b'z') {
@@ -352,12 +346,13 @@ pub fn is_queue_id(id: &[u8]) -> bool {
 }
 
 #[inline]
-fn is_vowel(b: u8) -> bool {
+const fn is_vowel(b: u8) -> bool {
     matches!(b | 0x20, b'a' | b'e' | b'i' | b'o' | b'u')
 }
 
-fn classify<'a>(tag: &Tag<'a>, message: &'a [u8]) -> Event<'a> {
-    let (first, rest) = split_token(message);
+/// Classify the message text, which starts at `at` in the indexed line.
+fn classify<'a>(tag: &Tag<'a>, idx: &HeadIndex<'a>, at: usize) -> Event<'a> {
+    let (first, rest) = idx.token_at(at);
     match first {
         b"warning:" => {
             return Event::Severity {
@@ -371,16 +366,17 @@ fn classify<'a>(tag: &Tag<'a>, message: &'a [u8]) -> Event<'a> {
         _ => {}
     }
     if let Some(id) = first.strip_suffix(b":") {
+        let action_at = at + first.len() + 1;
         if id == b"NOQUEUE" {
             return Event::Message {
                 qid: None,
-                action: classify_message(tag, rest),
+                action: classify_message(tag, rest, idx, action_at),
             };
         }
         if is_queue_id(id) {
             return Event::Message {
                 qid: Some(id),
-                action: classify_message(tag, rest),
+                action: classify_message(tag, rest, idx, action_at),
             };
         }
         return Event::Other;
@@ -440,7 +436,13 @@ fn split_token(s: &[u8]) -> (&[u8], &[u8]) {
     }
 }
 
-fn classify_message<'a>(tag: &Tag<'a>, rest: &'a [u8]) -> Action<'a> {
+/// Classify the text after the queue id: `rest`, at `at` in the line.
+fn classify_message<'a>(
+    tag: &Tag<'a>,
+    rest: &'a [u8],
+    idx: &HeadIndex<'a>,
+    at: usize,
+) -> Action<'a> {
     let program = tag.program;
     // The tokens that start with a `key=` need the key only.
     if let Some(addr) = rest.strip_prefix(b"to=<") {
@@ -472,7 +474,7 @@ fn classify_message<'a>(tag: &Tag<'a>, rest: &'a [u8]) -> Action<'a> {
             Action::Other
         };
     }
-    let (first, after) = split_token(rest);
+    let (first, after) = idx.token_at(at);
     let accepts_actions = matches!(program, b"smtpd" | b"cleanup" | b"postscreen");
     match first {
         b"reject:" | b"milter-reject:" if accepts_actions => {
@@ -745,7 +747,7 @@ mod tests {
         assert_eq!(p.tag.syslog_name, b"postfix-out");
         assert_eq!(p.tag.service, b"submission");
         assert_eq!(p.tag.program, b"smtpd");
-        assert_eq!(p.tag.pid, Some(42));
+        assert_eq!(p.tag.pid(), Some(42));
         assert_eq!(p.event, Event::SmtpdConnect);
     }
 

@@ -14,7 +14,7 @@ use std::io::{self, Read};
 /// Bytes of a line that are kept; the rest of a longer line is skipped.
 pub const MAX_KEPT_LINE: usize = 64 * 1024;
 /// Bytes asked from the source per read.
-const CHUNK: usize = 1024 * 1024;
+const CHUNK: usize = 128 * 1024;
 
 pub struct LineReader<R> {
     source: R,

@@ -1,0 +1,259 @@
+//! Byte positions in the head of a log line, found once per line.
+//!
+//! Everything the parser needs after the timestamp and before the event
+//! text (host, tag, the `[` and `/` inside the tag, the queue id) lies in the
+//! [`HEAD`] bytes after the timestamp of nearly every line. [`HeadIndex`]
+//! compares those bytes against space, `/` and `[` sixteen at a time and
+//! keeps one bit per byte, so each later search is a shift and a count of
+//! trailing zeros instead of a loop. Searches outside the head fall back to
+//! [`find_byte`].
+
+/// Bytes of a line covered by the bit masks.
+pub const HEAD: usize = 64;
+
+/// Bit `i` is set when byte `base + i` of the line is the byte searched for.
+type Mask = u64;
+
+pub struct HeadIndex<'a> {
+    line: &'a [u8],
+    /// Where the head starts in the line.
+    base: usize,
+    space: Mask,
+    slash: Mask,
+    open: Mask,
+}
+
+impl<'a> HeadIndex<'a> {
+    /// Index `line[base..base + HEAD]`; positions are given in `line`.
+    #[inline]
+    pub fn new(line: &'a [u8], base: usize) -> HeadIndex<'a> {
+        let tail = line.get(base..).unwrap_or_default();
+        let masks = match tail
+            .get(..HEAD)
+            .and_then(|h| <&[u8; HEAD]>::try_from(h).ok())
+        {
+            Some(head) => masks(head),
+            None => {
+                // Short line: pad with NUL, which matches none of the bytes.
+                let mut head = [0u8; HEAD];
+                head[..tail.len()].copy_from_slice(tail);
+                masks(&head)
+            }
+        };
+        HeadIndex {
+            line,
+            base,
+            space: masks[0],
+            slash: masks[1],
+            open: masks[2],
+        }
+    }
+
+    /// Position of the first space at or after `from` (`from >= base`).
+    #[inline(always)]
+    pub fn space_from(&self, from: usize) -> Option<usize> {
+        let end = self.base + HEAD;
+        if from < end {
+            let rest = self.space >> (from - self.base);
+            if rest != 0 {
+                return Some(from + rest.trailing_zeros() as usize);
+            }
+        }
+        let from = from.max(end);
+        find_byte(self.line.get(from..)?, b' ').map(|p| from + p)
+    }
+
+    /// The token starting at `start` and the text after its space.
+    #[inline(always)]
+    pub fn token_at(&self, start: usize) -> (&'a [u8], &'a [u8]) {
+        let line = self.line;
+        match self.space_from(start) {
+            Some(sp) => (&line[start..sp], &line[sp + 1..]),
+            None => (line.get(start..).unwrap_or_default(), &[][..]),
+        }
+    }
+
+    /// First `[` in `from..to` (`base <= from <= to <= line.len()`).
+    #[inline(always)]
+    pub fn first_open(&self, from: usize, to: usize) -> Option<usize> {
+        self.first_in(self.open, b'[', from, to)
+    }
+
+    /// First `/` in `from..to`.
+    #[inline(always)]
+    pub fn first_slash(&self, from: usize, to: usize) -> Option<usize> {
+        self.first_in(self.slash, b'/', from, to)
+    }
+
+    /// Last `/` in `from..to`.
+    #[inline(always)]
+    pub fn last_slash(&self, from: usize, to: usize) -> Option<usize> {
+        if to <= self.base + HEAD {
+            let bits = range(self.slash, from - self.base, to - self.base);
+            return (bits != 0)
+                .then(|| self.base + (Mask::BITS - 1 - bits.leading_zeros()) as usize);
+        }
+        self.line[from..to]
+            .iter()
+            .rposition(|&b| b == b'/')
+            .map(|p| from + p)
+    }
+
+    #[inline(always)]
+    fn first_in(&self, mask: Mask, needle: u8, from: usize, to: usize) -> Option<usize> {
+        if to <= self.base + HEAD {
+            let bits = range(mask, from - self.base, to - self.base);
+            return (bits != 0).then(|| self.base + bits.trailing_zeros() as usize);
+        }
+        find_byte(&self.line[from..to], needle).map(|p| from + p)
+    }
+}
+
+/// The bits of `mask` in `from..to` (`to <= HEAD`), in place.
+#[inline(always)]
+fn range(mask: Mask, from: usize, to: usize) -> Mask {
+    if from >= to {
+        return 0;
+    }
+    let upto = if to >= HEAD { Mask::MAX } else { (1 << to) - 1 };
+    mask & upto & (Mask::MAX << from)
+}
+
+/// Space, `/` and `[` masks of a head.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+fn masks(head: &[u8; HEAD]) -> [Mask; 3] {
+    use std::arch::x86_64::{_mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_set1_epi8};
+    let mut out = [0; 3];
+    for (i, chunk) in head.chunks_exact(16).enumerate() {
+        // SAFETY: SSE2 is part of the x86_64 baseline, so these intrinsics
+        // are always available; `chunk` is 16 readable bytes and the load
+        // needs no alignment.
+        let bits = unsafe {
+            let v = _mm_loadu_si128(chunk.as_ptr().cast());
+            [b' ', b'/', b'['].map(|needle| {
+                _mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_set1_epi8(needle as i8))) as u16
+            })
+        };
+        for (mask, bits) in out.iter_mut().zip(bits) {
+            *mask |= Mask::from(bits) << (16 * i);
+        }
+    }
+    out
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+#[inline]
+fn masks(head: &[u8; HEAD]) -> [Mask; 3] {
+    let mut out = [0; 3];
+    for (i, &b) in head.iter().enumerate() {
+        out[0] |= Mask::from(b == b' ') << i;
+        out[1] |= Mask::from(b == b'/') << i;
+        out[2] |= Mask::from(b == b'[') << i;
+    }
+    out
+}
+
+/// Position of `needle` in a short haystack (a token, an address, a field):
+/// eight bytes at a time with the classic "has zero byte" trick, which
+/// beats both a byte loop and memchr's setup cost for these lengths.
+#[inline(always)]
+pub fn find_byte(haystack: &[u8], needle: u8) -> Option<usize> {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let pattern = LO.wrapping_mul(u64::from(needle));
+    let mut chunks = haystack.chunks_exact(8);
+    let mut offset = 0;
+    for chunk in &mut chunks {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let x = u64::from_le_bytes(word) ^ pattern;
+        // Borrows only run upwards, so the lowest flagged byte is exact.
+        let found = x.wrapping_sub(LO) & !x & HI;
+        if found != 0 {
+            return Some(offset + (found.trailing_zeros() / 8) as usize);
+        }
+        offset += 8;
+    }
+    chunks
+        .remainder()
+        .iter()
+        .position(|&b| b == needle)
+        .map(|p| offset + p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every search agrees with a plain byte loop, for lines shorter and
+    /// longer than the head and ranges across its end.
+    #[test]
+    fn searches_agree_with_byte_loops() {
+        let mut line = Vec::new();
+        for i in 0..300usize {
+            line.push(match i % 13 {
+                0 => b' ',
+                5 => b'/',
+                9 => b'[',
+                _ => b'a' + (i % 26) as u8,
+            });
+        }
+        for (len, base) in [
+            (0, 0),
+            (1, 0),
+            (15, 0),
+            (16, 3),
+            (17, 0),
+            (63, 0),
+            (64, 0),
+            (65, 0),
+        ]
+        .into_iter()
+        .chain([
+            (100, 20),
+            (127, 63),
+            (128, 64),
+            (129, 65),
+            (200, 7),
+            (300, 33),
+        ]) {
+            let line = &line[..len];
+            let idx = HeadIndex::new(line, base.min(len));
+            for from in base.min(len)..=len {
+                let want = line[from..]
+                    .iter()
+                    .position(|&b| b == b' ')
+                    .map(|p| from + p);
+                assert_eq!(idx.space_from(from), want, "len {len} from {from}");
+                for to in from..=len {
+                    let part = &line[from..to];
+                    let first = |n: u8| part.iter().position(|&b| b == n).map(|p| from + p);
+                    assert_eq!(idx.first_open(from, to), first(b'['));
+                    assert_eq!(idx.first_slash(from, to), first(b'/'));
+                    let last = part.iter().rposition(|&b| b == b'/').map(|p| from + p);
+                    assert_eq!(idx.last_slash(from, to), last, "len {len} {from}..{to}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn token_at_splits_at_the_next_space() {
+        let idx = HeadIndex::new(b"ab cd", 0);
+        assert_eq!(idx.token_at(0), (&b"ab"[..], &b"cd"[..]));
+        assert_eq!(idx.token_at(3), (&b"cd"[..], &b""[..]));
+        assert_eq!(idx.token_at(9), (&b""[..], &b""[..]));
+    }
+
+    #[test]
+    fn find_byte_matches_position() {
+        let hay: Vec<u8> = (0..40u8).collect();
+        for needle in 0..45u8 {
+            for start in 0..hay.len() {
+                let want = hay[start..].iter().position(|&b| b == needle);
+                assert_eq!(find_byte(&hay[start..], needle), want);
+            }
+        }
+    }
+}
