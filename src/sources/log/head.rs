@@ -8,8 +8,10 @@
 //! trailing zeros instead of a loop. Searches outside the head fall back to
 //! [`find_byte`].
 
+use super::bytes::{find_byte, masks64};
+
 /// Bytes of a line covered by the bit masks.
-pub const HEAD: usize = 64;
+const HEAD: usize = 64;
 
 /// Bit `i` is set when byte `base + i` of the line is the byte searched for.
 type Mask = u64;
@@ -28,18 +30,7 @@ impl<'a> HeadIndex<'a> {
     #[inline]
     pub fn new(line: &'a [u8], base: usize) -> HeadIndex<'a> {
         let tail = line.get(base..).unwrap_or_default();
-        let masks = match tail
-            .get(..HEAD)
-            .and_then(|h| <&[u8; HEAD]>::try_from(h).ok())
-        {
-            Some(head) => masks(head),
-            None => {
-                // Short line: pad with NUL, which matches none of the bytes.
-                let mut head = [0u8; HEAD];
-                head[..tail.len()].copy_from_slice(tail);
-                masks(&head)
-            }
-        };
+        let masks = masks64(tail, [b' ', b'/', b'[']);
         HeadIndex {
             line,
             base,
@@ -119,69 +110,6 @@ fn range(mask: Mask, from: usize, to: usize) -> Mask {
     mask & upto & (Mask::MAX << from)
 }
 
-/// Space, `/` and `[` masks of a head.
-#[cfg(target_arch = "x86_64")]
-#[inline]
-fn masks(head: &[u8; HEAD]) -> [Mask; 3] {
-    use std::arch::x86_64::{_mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_set1_epi8};
-    let mut out = [0; 3];
-    for (i, chunk) in head.chunks_exact(16).enumerate() {
-        // SAFETY: SSE2 is part of the x86_64 baseline, so these intrinsics
-        // are always available; `chunk` is 16 readable bytes and the load
-        // needs no alignment.
-        let bits = unsafe {
-            let v = _mm_loadu_si128(chunk.as_ptr().cast());
-            [b' ', b'/', b'['].map(|needle| {
-                _mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_set1_epi8(needle as i8))) as u16
-            })
-        };
-        for (mask, bits) in out.iter_mut().zip(bits) {
-            *mask |= Mask::from(bits) << (16 * i);
-        }
-    }
-    out
-}
-
-#[cfg(not(target_arch = "x86_64"))]
-#[inline]
-fn masks(head: &[u8; HEAD]) -> [Mask; 3] {
-    let mut out = [0; 3];
-    for (i, &b) in head.iter().enumerate() {
-        out[0] |= Mask::from(b == b' ') << i;
-        out[1] |= Mask::from(b == b'/') << i;
-        out[2] |= Mask::from(b == b'[') << i;
-    }
-    out
-}
-
-/// Position of `needle` in a short haystack (a token, an address, a field):
-/// eight bytes at a time with the classic "has zero byte" trick, which
-/// beats both a byte loop and memchr's setup cost for these lengths.
-#[inline(always)]
-pub fn find_byte(haystack: &[u8], needle: u8) -> Option<usize> {
-    const LO: u64 = 0x0101_0101_0101_0101;
-    const HI: u64 = 0x8080_8080_8080_8080;
-    let pattern = LO.wrapping_mul(u64::from(needle));
-    let mut chunks = haystack.chunks_exact(8);
-    let mut offset = 0;
-    for chunk in &mut chunks {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(chunk);
-        let x = u64::from_le_bytes(word) ^ pattern;
-        // Borrows only run upwards, so the lowest flagged byte is exact.
-        let found = x.wrapping_sub(LO) & !x & HI;
-        if found != 0 {
-            return Some(offset + (found.trailing_zeros() / 8) as usize);
-        }
-        offset += 8;
-    }
-    chunks
-        .remainder()
-        .iter()
-        .position(|&b| b == needle)
-        .map(|p| offset + p)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -244,16 +172,5 @@ mod tests {
         assert_eq!(idx.token_at(0), (&b"ab"[..], &b"cd"[..]));
         assert_eq!(idx.token_at(3), (&b"cd"[..], &b""[..]));
         assert_eq!(idx.token_at(9), (&b""[..], &b""[..]));
-    }
-
-    #[test]
-    fn find_byte_matches_position() {
-        let hay: Vec<u8> = (0..40u8).collect();
-        for needle in 0..45u8 {
-            for start in 0..hay.len() {
-                let want = hay[start..].iter().position(|&b| b == needle);
-                assert_eq!(find_byte(&hay[start..], needle), want);
-            }
-        }
     }
 }

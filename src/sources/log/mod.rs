@@ -6,6 +6,7 @@
 //! whole files. `follow` tails log files across rotations, `journal` reads
 //! the systemd journal, and `state` saves counters and positions atomically.
 
+pub mod bytes;
 pub mod counters;
 pub mod follow;
 pub mod head;

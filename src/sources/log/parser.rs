@@ -9,7 +9,8 @@
 //! `size=`, the delivery `status=`), the address is skipped with its quoting
 //! honoured first.
 
-use super::head::{find_byte, HeadIndex};
+use super::bytes::{find_byte, find_either};
+use super::head::HeadIndex;
 use crate::snapshot::RejectReason;
 use memchr::memmem;
 
@@ -222,45 +223,44 @@ pub fn parse_line<'a>(line: &'a [u8], extra_names: &[Vec<u8>]) -> Line<'a> {
 /// timestamp and the space after it.
 #[inline]
 fn timestamp_end(line: &[u8]) -> Option<usize> {
-    if line.len() < 16 {
-        return None;
-    }
-    if line[0].is_ascii_digit() {
+    // The fixed-width part as an array: one length check for all tests.
+    let t: &[u8; 16] = line.get(..16)?.try_into().ok()?;
+    if t[0].is_ascii_digit() {
         // RFC 3339: YYYY-MM-DDThh:mm:ss[.frac](Z|+hh:mm)
-        if !(line[1].is_ascii_digit()
-            && line[2].is_ascii_digit()
-            && line[3].is_ascii_digit()
-            && line[4] == b'-'
-            && line[7] == b'-'
-            && (line[10] == b'T' || line[10] == b't')
-            && line[13] == b':')
+        if !(t[1].is_ascii_digit()
+            && t[2].is_ascii_digit()
+            && t[3].is_ascii_digit()
+            && (t[4] == b'-')
+            && (t[7] == b'-')
+            && ((t[10] | 0x20) == b't')
+            && (t[13] == b':'))
         {
             return None;
         }
         // At least `YYYY-MM-DDThh:mm:ss` before the space.
-        return find_byte(&line[19..], b' ').map(|sp| 19 + sp + 1);
+        return find_byte(line.get(19..)?, b' ').map(|sp| 19 + sp + 1);
     }
     // RFC 3164: Mmm dd hh:mm:ss (day space-padded)
-    if !(line[0].is_ascii_uppercase()
-        && line[1].is_ascii_lowercase()
-        && line[2].is_ascii_lowercase()
-        && line[3] == b' '
-        && line[6] == b' '
-        && line[9] == b':'
-        && line[12] == b':'
-        && line[7].is_ascii_digit()
-        && line[14].is_ascii_digit())
+    if !(t[0].is_ascii_uppercase()
+        && t[1].is_ascii_lowercase()
+        && t[2].is_ascii_lowercase()
+        && (t[3] == b' ')
+        && (t[6] == b' ')
+        && (t[9] == b':')
+        && (t[12] == b':')
+        && t[7].is_ascii_digit()
+        && t[14].is_ascii_digit())
     {
         return None;
     }
-    let mut i = 15;
-    if line[i] == b'.' {
-        i += 1;
-        while i < line.len() && line[i].is_ascii_digit() {
-            i += 1;
+    match t[15] {
+        b' ' => Some(16),
+        b'.' => {
+            let digits = line[16..].iter().take_while(|b| b.is_ascii_digit()).count();
+            (line.get(16 + digits) == Some(&b' ')).then_some(16 + digits + 1)
         }
+        _ => None,
     }
-    (line.get(i) == Some(&b' ')).then_some(i + 1)
 }
 
 #[inline]
@@ -508,8 +508,13 @@ fn classify_message<'a>(
 /// backslash escapes, and return the text after the closing `>`.
 #[inline]
 fn skip_address(s: &[u8]) -> Option<&[u8]> {
+    // Fast path: no quote before the first `>` (nearly every address).
+    let at = find_either(s, b'>', b'"')?;
+    if s[at] == b'>' {
+        return Some(&s[at + 1..]);
+    }
     let mut in_quote = false;
-    let mut i = 0;
+    let mut i = at;
     while i < s.len() {
         match s[i] {
             b'>' if !in_quote => return Some(&s[i + 1..]),

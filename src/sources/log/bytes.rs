@@ -1,0 +1,153 @@
+//! Byte searches in short texts (tokens, addresses, log lines), where
+//! a general memchr's per-call setup costs more than the search.
+
+/// For each needle, a mask with bit `i` set where `block[i]` is that needle;
+/// bytes past a block shorter than 64 count as no needle. NUL is never a
+/// needle here.
+#[inline(always)]
+pub fn masks64<const N: usize>(block: &[u8], needles: [u8; N]) -> [u64; N] {
+    match block.get(..64).and_then(|b| <&[u8; 64]>::try_from(b).ok()) {
+        Some(full) => full_masks(full, needles),
+        None => {
+            let mut padded = [0u8; 64];
+            padded[..block.len()].copy_from_slice(block);
+            full_masks(&padded, needles)
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn full_masks<const N: usize>(block: &[u8; 64], needles: [u8; N]) -> [u64; N] {
+    use std::arch::x86_64::{_mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_set1_epi8};
+    let mut out = [0u64; N];
+    for (i, chunk) in block.chunks_exact(16).enumerate() {
+        // SAFETY: SSE2 is part of the x86_64 baseline, so these intrinsics
+        // are always available; `chunk` is 16 readable bytes and the load
+        // needs no alignment.
+        let bits = unsafe {
+            let v = _mm_loadu_si128(chunk.as_ptr().cast());
+            needles.map(|needle| {
+                _mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_set1_epi8(needle as i8))) as u16
+            })
+        };
+        for (mask, bits) in out.iter_mut().zip(bits) {
+            *mask |= u64::from(bits) << (16 * i);
+        }
+    }
+    out
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+#[inline(always)]
+fn full_masks<const N: usize>(block: &[u8; 64], needles: [u8; N]) -> [u64; N] {
+    let mut out = [0u64; N];
+    for (i, &b) in block.iter().enumerate() {
+        for (mask, &needle) in out.iter_mut().zip(&needles) {
+            *mask |= u64::from(b == needle) << i;
+        }
+    }
+    out
+}
+
+const LO: u64 = 0x0101_0101_0101_0101;
+const HI: u64 = 0x8080_8080_8080_8080;
+
+/// High bit set in each byte of `word` that is zero. Borrows only run
+/// upwards, so the lowest flagged byte is exact (higher ones may not be).
+#[inline(always)]
+fn zero_bytes(word: u64) -> u64 {
+    word.wrapping_sub(LO) & !word & HI
+}
+
+#[inline(always)]
+fn word_at(chunk: &[u8]) -> u64 {
+    let mut word = [0u8; 8];
+    word.copy_from_slice(chunk);
+    u64::from_le_bytes(word)
+}
+
+/// Position of `needle` in a short haystack: eight bytes at a time with
+/// the classic "has zero byte" trick.
+#[inline(always)]
+pub fn find_byte(haystack: &[u8], needle: u8) -> Option<usize> {
+    let pattern = LO.wrapping_mul(u64::from(needle));
+    let mut chunks = haystack.chunks_exact(8);
+    let mut offset = 0;
+    for chunk in &mut chunks {
+        let found = zero_bytes(word_at(chunk) ^ pattern);
+        if found != 0 {
+            return Some(offset + (found.trailing_zeros() / 8) as usize);
+        }
+        offset += 8;
+    }
+    chunks
+        .remainder()
+        .iter()
+        .position(|&b| b == needle)
+        .map(|p| offset + p)
+}
+
+/// Position of the first `a` or `b` in a short haystack.
+#[inline(always)]
+pub fn find_either(haystack: &[u8], a: u8, b: u8) -> Option<usize> {
+    let (pa, pb) = (LO.wrapping_mul(u64::from(a)), LO.wrapping_mul(u64::from(b)));
+    let mut chunks = haystack.chunks_exact(8);
+    let mut offset = 0;
+    for chunk in &mut chunks {
+        let word = word_at(chunk);
+        let found = zero_bytes(word ^ pa) | zero_bytes(word ^ pb);
+        if found != 0 {
+            return Some(offset + (found.trailing_zeros() / 8) as usize);
+        }
+        offset += 8;
+    }
+    chunks
+        .remainder()
+        .iter()
+        .position(|&x| x == a || x == b)
+        .map(|p| offset + p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn find_byte_matches_position() {
+        let hay: Vec<u8> = (0..40u8).collect();
+        for needle in 0..45u8 {
+            for start in 0..hay.len() {
+                let want = hay[start..].iter().position(|&b| b == needle);
+                assert_eq!(find_byte(&hay[start..], needle), want);
+            }
+        }
+    }
+
+    #[test]
+    fn find_either_matches_position() {
+        let hay: Vec<u8> = (0..40u8).rev().chain(0..40).collect();
+        for (a, b) in [(3, 30), (0, 39), (50, 7), (60, 61)] {
+            for start in 0..hay.len() {
+                let want = hay[start..].iter().position(|&x| x == a || x == b);
+                assert_eq!(find_either(&hay[start..], a, b), want);
+            }
+        }
+    }
+
+    #[test]
+    fn masks_mark_every_needle_in_full_and_short_blocks() {
+        let block: Vec<u8> = (0..64u8).map(|i| b"ab\n /"[usize::from(i) % 5]).collect();
+        for len in [0, 1, 16, 33, 63, 64] {
+            let [nl, slash] = masks64(&block[..len], [b'\n', b'/']);
+            for (i, &b) in block[..len].iter().enumerate() {
+                assert_eq!(nl >> i & 1 == 1, b == b'\n', "len {len} byte {i}");
+                assert_eq!(slash >> i & 1 == 1, b == b'/', "len {len} byte {i}");
+            }
+            assert_eq!(
+                nl >> len.min(63) >> (len / 64),
+                if len == 64 { nl >> 63 } else { 0 }
+            );
+        }
+    }
+}
