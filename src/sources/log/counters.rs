@@ -280,8 +280,10 @@ impl QidTable {
     }
 
     fn remove(&mut self, key: &QidKey) {
-        self.young.remove(key);
-        self.old.remove(key);
+        // `entry` moves a key from old to young, so it is in one of them.
+        if self.young.remove(key).is_none() && !self.old.is_empty() {
+            self.old.remove(key);
+        }
     }
 }
 
@@ -375,14 +377,10 @@ impl LogAccumulator {
             }
             Event::SmtpdConnect => {
                 c.smtp_connections += 1;
-                if let Some(pid) = tag.pid() {
-                    self.pending_sessions.remove(&pid);
-                }
+                self.end_session(tag);
             }
             Event::SmtpdDisconnect => {
-                if let Some(pid) = tag.pid() {
-                    self.pending_sessions.remove(&pid);
-                }
+                self.end_session(tag);
             }
             Event::TlsIn => c.tls_connections_in += 1,
             Event::TlsOut => c.tls_connections_out += 1,
@@ -396,12 +394,11 @@ impl LogAccumulator {
         match action {
             Action::Client | Action::Pickup => {
                 let Some(key) = key else { return };
-                let mut pending = 0u8;
-                if tag.program == b"smtpd" {
-                    if let Some(pid) = tag.pid() {
-                        pending = self.pending_sessions.remove(&pid).unwrap_or(0);
-                    }
-                }
+                let pending = if tag.program == b"smtpd" {
+                    self.end_session(tag)
+                } else {
+                    0
+                };
                 let flags = self.qids.entry(key);
                 *flags |= u16::from(ORIGIN_CLIENT | (pending & HOLD_PENDING));
                 if pending & DISCARD_PENDING != 0 {
@@ -538,6 +535,19 @@ impl LogAccumulator {
             }
             Action::Other => {}
         }
+    }
+
+    /// Forget (and return) what an smtpd session had pending. Pending
+    /// NOQUEUE holds and discards are rare: most lines find the map empty
+    /// and skip parsing the pid and hashing.
+    #[inline]
+    fn end_session(&mut self, tag: &Tag<'_>) -> u8 {
+        if self.pending_sessions.is_empty() {
+            return 0;
+        }
+        tag.pid()
+            .and_then(|pid| self.pending_sessions.remove(&pid))
+            .unwrap_or(0)
     }
 
     fn pend_session(&mut self, pid: u32, bit: u8) {

@@ -79,10 +79,12 @@ impl<'a> HeadIndex<'a> {
     /// Last `/` in `from..to`.
     #[inline(always)]
     pub fn last_slash(&self, from: usize, to: usize) -> Option<usize> {
-        if to <= self.base + HEAD {
-            let bits = range(self.slash, from - self.base, to - self.base);
-            return (bits != 0)
-                .then(|| self.base + (Mask::BITS - 1 - bits.leading_zeros()) as usize);
+        let (lo, hi) = (from - self.base, to - self.base);
+        if hi < HEAD {
+            // Keep the bits below `hi`; the highest one must be at or after `lo`.
+            let below = self.slash & ((1 << hi) - 1);
+            let last = (Mask::BITS - 1).wrapping_sub(below.leading_zeros()) as usize;
+            return (below != 0 && last >= lo).then_some(self.base + last);
         }
         self.line[from..to]
             .iter()
@@ -92,22 +94,14 @@ impl<'a> HeadIndex<'a> {
 
     #[inline(always)]
     fn first_in(&self, mask: Mask, needle: u8, from: usize, to: usize) -> Option<usize> {
-        if to <= self.base + HEAD {
-            let bits = range(mask, from - self.base, to - self.base);
-            return (bits != 0).then(|| self.base + bits.trailing_zeros() as usize);
+        let (lo, hi) = (from - self.base, to - self.base);
+        if hi < HEAD {
+            // `lo <= hi < 64`: the first bit at or after `lo` must be before `hi`.
+            let at = lo + (mask >> lo).trailing_zeros() as usize;
+            return (at < hi).then_some(self.base + at);
         }
         find_byte(&self.line[from..to], needle).map(|p| from + p)
     }
-}
-
-/// The bits of `mask` in `from..to` (`to <= HEAD`), in place.
-#[inline(always)]
-fn range(mask: Mask, from: usize, to: usize) -> Mask {
-    if from >= to {
-        return 0;
-    }
-    let upto = if to >= HEAD { Mask::MAX } else { (1 << to) - 1 };
-    mask & upto & (Mask::MAX << from)
 }
 
 #[cfg(test)]
