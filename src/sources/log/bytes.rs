@@ -72,31 +72,32 @@ fn word_at(chunk: &[u8]) -> u64 {
 #[inline(always)]
 pub fn find_byte(haystack: &[u8], needle: u8) -> Option<usize> {
     let pattern = LO.wrapping_mul(u64::from(needle));
-    let mut chunks = haystack.chunks_exact(8);
-    let mut offset = 0;
-    for chunk in &mut chunks {
-        let found = zero_bytes(word_at(chunk) ^ pattern);
-        if found != 0 {
-            return Some(offset + (found.trailing_zeros() / 8) as usize);
-        }
-        offset += 8;
-    }
-    chunks
-        .remainder()
-        .iter()
-        .position(|&b| b == needle)
-        .map(|p| offset + p)
+    find_by_words(haystack, |word| zero_bytes(word ^ pattern), |b| b == needle)
 }
 
 /// Position of the first `a` or `b` in a short haystack.
 #[inline(always)]
 pub fn find_either(haystack: &[u8], a: u8, b: u8) -> Option<usize> {
     let (pa, pb) = (LO.wrapping_mul(u64::from(a)), LO.wrapping_mul(u64::from(b)));
+    find_by_words(
+        haystack,
+        |word| zero_bytes(word ^ pa) | zero_bytes(word ^ pb),
+        |x| x == a || x == b,
+    )
+}
+
+/// The first byte that `flag` marks (high bit of the byte in an 8-byte
+/// little-endian word) or, in the last partial word, that `is_match` accepts.
+#[inline(always)]
+fn find_by_words(
+    haystack: &[u8],
+    flag: impl Fn(u64) -> u64,
+    is_match: impl Fn(u8) -> bool,
+) -> Option<usize> {
     let mut chunks = haystack.chunks_exact(8);
     let mut offset = 0;
     for chunk in &mut chunks {
-        let word = word_at(chunk);
-        let found = zero_bytes(word ^ pa) | zero_bytes(word ^ pb);
+        let found = flag(word_at(chunk));
         if found != 0 {
             return Some(offset + (found.trailing_zeros() / 8) as usize);
         }
@@ -105,7 +106,7 @@ pub fn find_either(haystack: &[u8], a: u8, b: u8) -> Option<usize> {
     chunks
         .remainder()
         .iter()
-        .position(|&x| x == a || x == b)
+        .position(|&x| is_match(x))
         .map(|p| offset + p)
 }
 
