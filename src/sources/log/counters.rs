@@ -268,7 +268,11 @@ impl QidTable {
     #[inline]
     fn entry(&mut self, key: QidKey) -> &mut u16 {
         if self.young.len() >= self.capacity / 2 && !self.young.contains_key(&key) {
-            self.old = std::mem::take(&mut self.young);
+            // The new young generation will fill up to the same size:
+            // allocate it once instead of growing (and rehashing) it.
+            let young =
+                QidMap::with_capacity_and_hasher(self.capacity / 2, self.young.hasher().clone());
+            self.old = std::mem::replace(&mut self.young, young);
         }
         match self.young.entry(key) {
             std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
