@@ -9,21 +9,22 @@
 //! few minutes). With the big tree a scan (statx per file) takes seconds,
 //! so scans run back to back, 1 s apart.
 //!
-//! It then alternates, ROUNDS times, an idle block (empty tree) and a scan
-//! block (1 M tree), and in each sends GETS pairs of SNMPv2c GETs over UDP
-//! (our own small client, no process per request): postfixQueueTotal.0 (the
-//! value the scanner publishes; snmpd asks us over AgentX) then sysUpTime.0
-//! (snmpd answers alone: the reference). A pair counts for the scan block
-//! if a scan was running just before or just after it (while it scans, the
-//! agent has extra threads: /proc/PID/stat num_threads), and for the idle
-//! block only if none was; a scan block lasts at least until one scan's
-//! result is published. Alternating blocks spreads changes of the machine's
-//! load from other jobs over both phases.
+//! It then alternates, ROUNDS times, a scan block (1 M tree) and an idle
+//! block (empty tree) of the same length, sending back-to-back pairs of
+//! SNMPv2c GETs over UDP (our own small client, no process per request):
+//! postfixQueueTotal.0 (the value the scanner publishes; snmpd asks us over
+//! AgentX) then sysUpTime.0 (snmpd answers alone: the reference). A pair
+//! counts for the scan block if a scan was running just before or just
+//! after it (while it scans, the agent has extra threads: /proc/PID/stat
+//! num_threads), and for the idle block only if none was. A scan block
+//! lasts until it has counted GETS pairs and seen one scan's result
+//! published. Alternating blocks of equal length spreads the load of other
+//! jobs on the machine evenly over both phases.
 //!
 //! Run: `cargo bench --bench queue_scan_latency` (needs `apt-get install -y
 //! snmpd snmp`). Env: BENCH_DIR (default /var/tmp/qbench), BENCH_FILES
-//! (default 1000000), BENCH_GETS (pairs per block, default 5000),
-//! BENCH_ROUNDS (default 3). `cargo test --all-targets` runs this target
+//! (default 1000000), BENCH_GETS (pairs per scan block, default 5000),
+//! BENCH_ROUNDS (default 5). `cargo test --all-targets` runs this target
 //! without `--bench`; it then only says how to run it.
 
 #[path = "common/queue_tree.rs"]
@@ -177,17 +178,24 @@ impl Bench {
         Ok(())
     }
 
-    /// Sends GET pairs until `pairs` of them were counted for the phase. A
-    /// scan block also goes on until it has seen the scan's result
+    /// Sends GET pairs until at least `pairs` of them were counted for the
+    /// phase and `min_time` has passed; returns how long that took. A scan
+    /// block also goes on until it has seen the scan's result
     /// (postfixQueueTotal.0 = the tree's size) published, so it covers at
     /// least one whole scan, publication included.
-    fn block(&mut self, phase: &mut Phase, want_scan: bool, pairs: usize) -> Result<()> {
+    fn block(
+        &mut self,
+        phase: &mut Phase,
+        want_scan: bool,
+        pairs: usize,
+        min_time: Duration,
+    ) -> Result<Duration> {
         let started = Instant::now();
         let ticks = proc_stat(self.pid)?.1;
         let mut kept = 0;
         let mut published = !want_scan;
-        while kept < pairs || !published {
-            if started.elapsed() > Duration::from_secs(600) {
+        while kept < pairs || started.elapsed() < min_time || !published {
+            if started.elapsed() > min_time + Duration::from_secs(600) {
                 bail!("only {kept} of {pairs} pairs in 600 s (scanning wanted: {want_scan})");
             }
             let before = self.scanning()?;
@@ -209,9 +217,10 @@ impl Bench {
                 phase.discarded += 1;
             }
         }
-        phase.wall += started.elapsed();
+        let took = started.elapsed();
+        phase.wall += took;
         phase.agent_ticks += proc_stat(self.pid)?.1 - ticks;
-        Ok(())
+        Ok(took)
     }
 }
 
@@ -244,7 +253,7 @@ fn main() -> Result<()> {
     }
     let files = env_u64("BENCH_FILES", 1_000_000);
     let pairs = env_u64("BENCH_GETS", 5000) as usize;
-    let rounds = env_u64("BENCH_ROUNDS", 3);
+    let rounds = env_u64("BENCH_ROUNDS", 5);
     let bench_dir =
         PathBuf::from(std::env::var("BENCH_DIR").unwrap_or_else(|_| "/var/tmp/qbench".to_owned()));
     let tree = bench_dir.join(format!("q{files}"));
@@ -324,7 +333,7 @@ fn main() -> Result<()> {
         kernel.trim()
     );
     println!(
-        "tree {} ({files} files), {rounds} rounds of {pairs} GET pairs per phase",
+        "tree {} ({files} files); {rounds} rounds: a scan block (>= {pairs} GET pairs, >= 1 whole scan), then an idle block as long",
         tree.display()
     );
 
@@ -335,13 +344,15 @@ fn main() -> Result<()> {
     let mut idle = Phase::default();
     let mut scan = Phase::default();
     for round in 1..=rounds {
+        repoint(&link, &tree)?;
+        let took = bench.block(&mut scan, true, pairs, Duration::ZERO)?;
         repoint(&link, &empty)?;
         // The 1 M scan in progress ends, then an empty scan publishes 0.
         bench.wait_scan_end(Duration::from_secs(300))?;
         bench.wait_total(0, Duration::from_secs(300))?;
-        bench.block(&mut idle, false, pairs)?;
-        repoint(&link, &tree)?;
-        bench.block(&mut scan, true, pairs)?;
+        // As long as the scan block: both see the same share of whatever
+        // else the machine is doing.
+        bench.block(&mut idle, false, 0, took)?;
         eprintln!("round {round}/{rounds} done, load average {}", loadavg());
     }
     // Let the last scan finish, so the log shows how long scans took.
