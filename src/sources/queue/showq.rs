@@ -548,4 +548,36 @@ mod tests {
         assert!(started.elapsed() < Duration::from_secs(2));
         drop(theirs);
     }
+
+    #[test]
+    fn trickling_socket_times_out_near_the_deadline() {
+        // Bytes keep arriving, so no single read times out: the deadline
+        // must still end the listing.
+        let (ours, mut theirs) = UnixStream::pair().unwrap();
+        let writer = std::thread::spawn(move || {
+            use std::io::Write;
+            let _ = theirs.write_all(&announcement());
+            let _ = theirs.write_all(b"queue_name\0active\0queue_id\0");
+            for _ in 0..300 {
+                if theirs.write_all(b"A").is_err() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        });
+        let budget = Duration::from_millis(300);
+        let started = Instant::now();
+        let reader = DeadlineReader {
+            stream: ours,
+            deadline: started + budget,
+        };
+        let r = parse_stream(reader, ShowqLimits::default(), Some(budget), |_| {});
+        let took = started.elapsed();
+        assert!(matches!(r, Err(ShowqError::Timeout(_))), "{r:?}");
+        assert!(took >= budget, "{took:?}");
+        // Well before the writer stops (300 bytes, 5 ms apart).
+        assert!(took < budget + Duration::from_millis(700), "{took:?}");
+        drop(r);
+        writer.join().unwrap();
+    }
 }
