@@ -14,6 +14,9 @@ use postfix_agentx::sources::queue::{QueueMethodChoice, QueueScanConfig, QueueSc
 use std::path::PathBuf;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
+#[path = "../benches/common/queue_tree.rs"]
+mod queue_tree;
+
 #[derive(Parser)]
 struct Args {
     /// The Postfix queue directory (default: `postconf -h queue_directory`).
@@ -39,7 +42,7 @@ fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     if let Some(n) = args.generate {
         let dir = args.queue_dir.context("--generate needs --queue-dir")?;
-        return generate(&dir, n);
+        return queue_tree::generate(&dir, n);
     }
     let method = match args.method.as_str() {
         "auto" => QueueMethodChoice::Auto,
@@ -89,26 +92,6 @@ fn main() -> anyhow::Result<()> {
                 "rows": rows,
             })
         );
-    }
-    Ok(())
-}
-
-fn generate(dir: &std::path::Path, n: u64) -> anyhow::Result<()> {
-    for q in [
-        "maildrop", "incoming", "active", "deferred", "hold", "corrupt",
-    ] {
-        std::fs::create_dir_all(dir.join(q))?;
-    }
-    for h in 0..16u64 {
-        std::fs::create_dir_all(dir.join(format!("deferred/{h:X}")))?;
-    }
-    for i in 0..n {
-        // Postfix-like short queue IDs: 10 upper-case hex digits, hashed by the first.
-        let id = format!("{:X}{i:09X}", i % 16);
-        let path = dir.join(format!("deferred/{}/{id}", &id[..1]));
-        let f = std::fs::File::create(&path).with_context(|| path.display().to_string())?;
-        // Sparse: a size to sum without using disk blocks.
-        f.set_len(300)?;
     }
     Ok(())
 }

@@ -235,3 +235,60 @@ fn check_config_names_an_unknown_key_and_its_line() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/x.toml"));
 }
+
+/// Field 41 (`policy`) of /proc/PID/task/TID/stat.
+fn sched_policy(stat: &str) -> u32 {
+    let after = stat.rsplit_once(')').expect("stat has a comm").1;
+    // Field 3 (state) is the first after the comm.
+    after
+        .split_whitespace()
+        .nth(41 - 3)
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn queue_scans_run_at_idle_priority_and_requests_do_not() {
+    // A long queue scan must never delay a request: the queue collector's
+    // thread (and the scan workers it starts) run in SCHED_IDLE, the AgentX
+    // session on the main thread in the normal class.
+    let dir = tempfile::tempdir().unwrap();
+    let queue = dir.path().join("queue");
+    std::fs::create_dir_all(queue.join("deferred/A")).unwrap();
+    std::fs::write(queue.join("deferred/A/A1B2C3"), b"x").unwrap();
+    let config = format!(
+        "[agentx]\nsocket = \"unix:{}/no-master\"\n\
+         [log]\nenabled = false\n[process]\nenabled = false\n\
+         [probes]\nenabled = false\n[certs]\nenabled = false\n\
+         [postfix]\nqueue_directory = \"{}\"\n\
+         [queue]\nmethod = \"directory\"\ninterval_seconds = 1\n",
+        dir.path().display(),
+        queue.display()
+    );
+    let agent = Agent::start(&config);
+    assert!(
+        agent.wait_for_log("queue scan done", Duration::from_secs(10)),
+        "{}",
+        agent.log()
+    );
+    let pid = agent.pid().unwrap();
+    let mut policies = std::collections::BTreeMap::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let path = task.unwrap().path();
+        let comm = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
+        let stat = std::fs::read_to_string(path.join("stat")).unwrap_or_default();
+        if !stat.is_empty() {
+            policies.insert(comm.trim().to_owned(), sched_policy(&stat));
+        }
+    }
+    let idle = libc::SCHED_IDLE as u32;
+    assert_eq!(
+        policies.get("collector-queue"),
+        Some(&idle),
+        "{policies:?}\n{}",
+        agent.log()
+    );
+    assert_eq!(policies.get("postfix-agentx"), Some(&0), "{policies:?}");
+    assert!(!agent.log().contains("cannot lower its CPU priority"));
+}

@@ -1,5 +1,6 @@
 //! The queue collector thread: one scan per interval, never two at once,
-//! never on the request path.
+//! never on the request path (it runs at idle CPU priority, see
+//! [`super::run_in_background`]).
 
 use super::Shutdown;
 use crate::config::Config;
@@ -24,6 +25,9 @@ pub fn scan_config(config: &Config) -> QueueScanConfig {
 /// queue directory unknown) is retried every interval, with the reason in
 /// the health table.
 pub fn run(config: Config, publisher: Arc<Publisher>, shutdown: Shutdown) {
+    // Scans (and their worker threads) yield the CPU to snmpd and the AgentX
+    // session: a scan must never delay a request.
+    super::run_in_background("queue collector");
     let interval = Duration::from_secs(config.queue.interval_seconds);
     let mut scanner: Option<QueueScanner> = None;
     loop {

@@ -110,26 +110,65 @@ pub fn query_showq(
         path: path.clone(),
         source,
     })?;
-    let reader = DeadlineReader { stream, deadline };
+    let reader = DeadlineReader::new(stream, deadline);
     parse_stream(reader, limits, Some(budget), on_message)
 }
 
+/// A read shorter than this means showq writes slower than we read.
+const COALESCE_BELOW: usize = 16 * 1024;
+/// How long to let showq's output pile up after such a read.
+const COALESCE_DELAY: Duration = Duration::from_millis(1);
+
 /// A socket reader that never blocks past `deadline`.
+///
+/// showq writes each message with its own write(2). A reader that keeps up
+/// is woken for every one of them, which costs both processes CPU (for
+/// 100 000 messages: tens of thousands of reads on our side, and showq's
+/// writes each wake us). So after a short read we wait [`COALESCE_DELAY`]
+/// and let the socket buffer fill; showq, the slower side, never waits for
+/// us (benches/showq_100k.sh).
 struct DeadlineReader {
     stream: UnixStream,
     deadline: Instant,
+    last_read_short: bool,
+    #[cfg(test)]
+    reads: usize,
+}
+
+impl DeadlineReader {
+    fn new(stream: UnixStream, deadline: Instant) -> DeadlineReader {
+        DeadlineReader {
+            stream,
+            deadline,
+            last_read_short: false,
+            #[cfg(test)]
+            reads: 0,
+        }
+    }
 }
 
 impl Read for DeadlineReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.last_read_short {
+            let left = self.deadline.saturating_duration_since(Instant::now());
+            std::thread::sleep(COALESCE_DELAY.min(left));
+        }
         let remaining = self.deadline.saturating_duration_since(Instant::now());
         if remaining.is_zero() {
             return Err(io::Error::new(io::ErrorKind::TimedOut, "deadline"));
         }
         self.stream.set_read_timeout(Some(remaining))?;
+        #[cfg(test)]
+        {
+            self.reads += 1;
+        }
         match self.stream.read(buf) {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 Err(io::Error::new(io::ErrorKind::TimedOut, "deadline"))
+            }
+            Ok(n) => {
+                self.last_read_short = n > 0 && n < COALESCE_BELOW.min(buf.len());
+                Ok(n)
             }
             other => other,
         }
@@ -538,14 +577,65 @@ mod tests {
     fn stalled_socket_times_out() {
         let (ours, theirs) = UnixStream::pair().unwrap();
         let budget = Duration::from_millis(200);
-        let reader = DeadlineReader {
-            stream: ours,
-            deadline: Instant::now() + budget,
-        };
+        let reader = DeadlineReader::new(ours, Instant::now() + budget);
         let started = Instant::now();
         let r = parse_stream(reader, ShowqLimits::default(), Some(budget), |_| {});
         assert!(matches!(r, Err(ShowqError::Timeout(_))), "{r:?}");
         assert!(started.elapsed() < Duration::from_secs(2));
         drop(theirs);
+    }
+
+    #[test]
+    fn trickling_socket_times_out_near_the_deadline() {
+        // Bytes keep arriving, so no single read times out: the deadline
+        // must still end the listing.
+        let (ours, mut theirs) = UnixStream::pair().unwrap();
+        let writer = std::thread::spawn(move || {
+            use std::io::Write;
+            let _ = theirs.write_all(&announcement());
+            let _ = theirs.write_all(b"queue_name\0active\0queue_id\0");
+            for _ in 0..300 {
+                if theirs.write_all(b"A").is_err() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        });
+        let budget = Duration::from_millis(300);
+        let started = Instant::now();
+        let reader = DeadlineReader::new(ours, started + budget);
+        let r = parse_stream(reader, ShowqLimits::default(), Some(budget), |_| {});
+        let took = started.elapsed();
+        assert!(matches!(r, Err(ShowqError::Timeout(_))), "{r:?}");
+        assert!(took >= budget, "{took:?}");
+        // Well before the writer stops (300 bytes, 5 ms apart).
+        assert!(took < budget + Duration::from_millis(700), "{took:?}");
+        drop(r);
+        writer.join().unwrap();
+    }
+
+    #[test]
+    fn a_listing_written_message_by_message_is_read_in_batches() {
+        // Like showq: one write per message, a little slower than we read.
+        let (ours, mut theirs) = UnixStream::pair().unwrap();
+        let writer = std::thread::spawn(move || {
+            use std::io::Write;
+            theirs.write_all(&announcement()).unwrap();
+            for i in 0..2000 {
+                let mut m = Vec::new();
+                message(&mut m, "deferred", &format!("ID{i}"), 1, 100, 1);
+                theirs.write_all(&m).unwrap();
+                std::thread::sleep(Duration::from_micros(50));
+            }
+            theirs.write_all(&[0]).unwrap();
+        });
+        let mut reader = DeadlineReader::new(ours, Instant::now() + Duration::from_secs(30));
+        let mut count = 0;
+        let r = parse_stream(&mut reader, ShowqLimits::default(), None, |_| count += 1);
+        writer.join().unwrap();
+        assert_eq!(r.unwrap(), 2000);
+        assert_eq!(count, 2000);
+        // One read per write without the pause after short reads.
+        assert!(reader.reads < 1000, "{} reads", reader.reads);
     }
 }
