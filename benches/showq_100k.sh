@@ -29,6 +29,7 @@
 # Env:   RUNS (default 5), KEEP=1 keeps the instance and its queue
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib/private-postfix.sh
 
 count=${1:-100000}
 runs=${RUNS:-5}
@@ -65,22 +66,11 @@ trap cleanup EXIT
 
 mkdir -p "$work"/{etc,spool,data,log}
 chown postfix "$work/data"
-cat >"$work/etc/main.cf" <<EOF
-compatibility_level = 3.6
-queue_directory = $work/spool
-data_directory = $work/data
-command_directory = /usr/sbin
-daemon_directory = /usr/lib/postfix/sbin
-meta_directory = /etc/postfix
-shlib_directory = /usr/lib/postfix
-mail_owner = postfix
-setgid_group = postdrop
-myhostname = mx.bench.invalid
+{
+    private_postfix_main_cf "$work" mx.bench.invalid
+    cat <<EOF
 mydestination =
 inet_interfaces = loopback-only
-inet_protocols = ipv4
-maillog_file = $work/log/maillog
-maillog_file_prefixes = $work/log
 alias_maps =
 alias_database =
 disable_dns_lookups = yes
@@ -89,6 +79,7 @@ smtp_host_lookup = native
 defer_transports = smtp
 enable_long_queue_ids = no
 EOF
+} >"$work/etc/main.cf"
 grep -v '^#' tests/fixtures/postfix-master.cf >"$work/etc/master.cf"
 postfix -c "$work/etc" start >/dev/null 2>&1 || {
     postfix -c "$work/etc" start

@@ -7,6 +7,7 @@
 #   running until Enter is pressed).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib/private-postfix.sh
 repo=$(pwd)
 
 if [ "$(id -u)" -ne 0 ]; then
@@ -40,23 +41,12 @@ echo "== starting a private Postfix on 127.0.0.1:$smtp_port (config and queue in
 mkdir -p "$work"/{etc,spool,data,log,mail}
 chmod 1777 "$work/mail"
 chown postfix "$work/data"
-cat > "$work/etc/main.cf" <<EOF
-compatibility_level = 3.6
-queue_directory = $work/spool
-data_directory = $work/data
-command_directory = /usr/sbin
-daemon_directory = /usr/lib/postfix/sbin
-meta_directory = /etc/postfix
-shlib_directory = /usr/lib/postfix
-mail_owner = postfix
-setgid_group = postdrop
-myhostname = mx.demo.invalid
+{
+    private_postfix_main_cf "$work" mx.demo.invalid
+    cat <<EOF
 mydestination = \$myhostname, localhost
 inet_interfaces = 127.0.0.1
-inet_protocols = ipv4
 mynetworks = 127.0.0.0/8
-maillog_file = $work/log/maillog
-maillog_file_prefixes = $work/log
 alias_maps = hash:$work/etc/aliases
 alias_database = hash:$work/etc/aliases
 local_recipient_maps = \$alias_maps
@@ -65,6 +55,7 @@ smtp_host_lookup = native
 transport_maps = inline:{ {unreachable.invalid=smtp:[127.0.0.1]:$closed_port} }
 smtpd_helo_restrictions = reject_invalid_helo_hostname
 EOF
+} >"$work/etc/main.cf"
 {
   echo "127.0.0.1:$smtp_port inet n - n - - smtpd"
   grep -v '^#' tests/fixtures/postfix-master.cf
@@ -99,6 +90,12 @@ queue_directory = "$work/spool"
 [queue]
 interval_seconds = 2
 [process]
+interval_seconds = 2
+# The banner check against the demo's own Postfix (the default probes port 25).
+[[probe]]
+name = "smtp"
+type = "smtp"
+target = "127.0.0.1:$smtp_port"
 interval_seconds = 2
 EOF
 # The agent needs no root; --allow-root only because this demo runs as root.
@@ -150,6 +147,9 @@ for l in sys.stdin: m=json.loads(l); print("   postqueue -j:", m["queue_name"], 
 echo
 echo "== snmptable POSTFIX-MIB::postfixProcessTable"
 snmptable -Cb "${snmp[@]}" POSTFIX-MIB::postfixProcessTable
+echo
+echo "== snmptable POSTFIX-MIB::postfixProbeTable (SMTP banner check of this Postfix)"
+snmptable -Cb "${snmp[@]}" POSTFIX-MIB::postfixProbeTable
 echo
 echo "== snmptable POSTFIX-MIB::postfixSourceTable (health of each data source)"
 snmptable -Cb "${snmp[@]}" POSTFIX-MIB::postfixSourceTable

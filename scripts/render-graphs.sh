@@ -11,6 +11,7 @@
 #   apt-get install -y postfix snmpd snmp rrdtool python3
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib/private-postfix.sh
 repo=$PWD
 minutes=${1:-4}
 root_oid=1.3.6.1.4.1.8072.9999.9999.25
@@ -51,29 +52,18 @@ mkdir -p "$base"/{etc,spool,data,log,mail,rrd,sink}
 chmod 1777 "$base/mail"
 chmod 777 "$base/sink"
 chown postfix "$base/data"
-cat > "$base/etc/main.cf" <<EOF
-compatibility_level = 3.6
-queue_directory = $base/spool
-data_directory = $base/data
-command_directory = /usr/sbin
-daemon_directory = /usr/lib/postfix/sbin
-meta_directory = /etc/postfix
-shlib_directory = /usr/lib/postfix
-mail_owner = postfix
-setgid_group = postdrop
-myhostname = mx.test.invalid
+{
+    private_postfix_main_cf "$base" mx.test.invalid
+    cat <<EOF
 mydomain = test.invalid
 myorigin = \$myhostname
 mydestination = \$myhostname, localhost
 inet_interfaces = 127.0.0.1
-inet_protocols = ipv4
 # 127.0.0.1 is not trusted, so relaying elsewhere is "Relay access denied".
 mynetworks = 127.0.0.2/32
 relay_domains = sink.test, dead.test
 transport_maps = inline:{ sink.test=smtp:[127.0.0.1]:$sink_port, dead.test=smtp:[127.0.0.1]:$closed_port }
 header_checks = regexp:$base/etc/header_checks
-maillog_file = $base/log/maillog
-maillog_file_prefixes = $base/log
 alias_maps = hash:$base/etc/aliases
 alias_database = hash:$base/etc/aliases
 smtputf8_enable = no
@@ -85,6 +75,7 @@ minimal_backoff_time = 5s
 maximal_backoff_time = 10s
 smtp_connect_timeout = 2s
 EOF
+} >"$base/etc/main.cf"
 echo '/^Subject: .*SPAM/ REJECT spam' > "$base/etc/header_checks"
 printf 'postmaster: root\nalice: %s/mail/alice\n' "$base" > "$base/etc/aliases"
 {
