@@ -251,6 +251,18 @@ impl Postfix {
             .expect("run postfix")
     }
 
+    /// Runs one of Postfix's commands with `-c CONFIG` and says whether it
+    /// succeeded: for a wake-up retried in a wait loop, which may fail while
+    /// the master has the service throttled.
+    pub fn try_command(&self, program: &str, args: &[&str]) -> bool {
+        Command::new(program)
+            .arg("-c")
+            .arg(&self.config_dir)
+            .args(args)
+            .output()
+            .is_ok_and(|out| out.status.success())
+    }
+
     /// Runs one of Postfix's commands (`postsuper`, `postqueue`, `postconf`,
     /// `postlog`, ...) with `-c CONFIG`, asserting success.
     pub fn command(&self, program: &str, args: &[&str]) -> String {
