@@ -50,6 +50,48 @@ fn full_masks<const N: usize>(block: &[u8; 64], needles: [u8; N]) -> [u64; N] {
     out
 }
 
+/// Bit `i % 64` of `out[i / 64]` set where `blocks[i]` is `needle`, for
+/// whole 64-byte blocks (`blocks.len() == 64 * out.len()`). Used to index
+/// a whole read buffer once, so that finding each line's end is a bit scan.
+pub fn byte_bitmap(blocks: &[u8], needle: u8, out: &mut [u64]) {
+    debug_assert_eq!(blocks.len(), out.len() * 64);
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2 (checked just above).
+            unsafe { byte_bitmap_avx2(blocks, needle, out) };
+            return;
+        }
+    }
+    for (block, word) in blocks.chunks_exact(64).zip(out.iter_mut()) {
+        let block: &[u8; 64] = block.try_into().unwrap_or(&[0; 64]);
+        let [mask] = full_masks(block, [needle]);
+        *word = mask;
+    }
+}
+
+/// [`byte_bitmap`] with 32-byte compares: half the instructions of SSE2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn byte_bitmap_avx2(blocks: &[u8], needle: u8, out: &mut [u64]) {
+    use std::arch::x86_64::{
+        _mm256_cmpeq_epi8, _mm256_loadu_si256, _mm256_movemask_epi8, _mm256_set1_epi8,
+    };
+    let pattern = _mm256_set1_epi8(needle as i8);
+    for (block, word) in blocks.chunks_exact(64).zip(out.iter_mut()) {
+        // SAFETY: `block` is 64 readable bytes; unaligned loads are allowed.
+        let (lo, hi) = unsafe {
+            (
+                _mm256_loadu_si256(block.as_ptr().cast()),
+                _mm256_loadu_si256(block.as_ptr().add(32).cast()),
+            )
+        };
+        let lo = _mm256_movemask_epi8(_mm256_cmpeq_epi8(lo, pattern)) as u32;
+        let hi = _mm256_movemask_epi8(_mm256_cmpeq_epi8(hi, pattern)) as u32;
+        *word = u64::from(lo) | u64::from(hi) << 32;
+    }
+}
+
 const LO: u64 = 0x0101_0101_0101_0101;
 const HI: u64 = 0x8080_8080_8080_8080;
 
@@ -149,6 +191,18 @@ mod tests {
                 nl >> len.min(63) >> (len / 64),
                 if len == 64 { nl >> 63 } else { 0 }
             );
+        }
+    }
+
+    #[test]
+    fn bitmap_marks_every_needle() {
+        let data: Vec<u8> = (0..640u32)
+            .map(|i| b"ab\n /x\n"[(i * 7 % 11 % 7) as usize])
+            .collect();
+        let mut out = vec![0u64; 10];
+        byte_bitmap(&data, b'\n', &mut out);
+        for (i, &b) in data.iter().enumerate() {
+            assert_eq!(out[i / 64] >> (i % 64) & 1 == 1, b == b'\n', "byte {i}");
         }
     }
 }

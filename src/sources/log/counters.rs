@@ -77,10 +77,10 @@
 //! * generated: once per NEWID of bounce notices and local(8) forwards.
 //! * qmgr/postsuper `QID: removed` forgets the QID.
 //!
-//! Memory is bounded: QIDs live in two generations of hash maps; when the
-//! young one reaches half the capacity the old one is dropped and the young
-//! one becomes old. Lookups promote entries, so live messages survive while
-//! forgotten ones (whose `removed` line was never seen) age out.
+//! Memory is bounded: QIDs live in two generations (of one hash table);
+//! when the young one reaches half the capacity the old one is dropped and
+//! the young one becomes old. Lookups promote entries, so live messages
+//! survive while forgotten ones (whose `removed` line was never seen) age out.
 
 use super::parser::{self, Action, Event, Line, Severity, Status, StatusClass, Tag};
 use crate::snapshot::{DeliveryCount, LogCounters, RejectCount};
@@ -182,8 +182,6 @@ impl Hasher for QidHasher {
     }
 }
 
-type QidMap = HashMap<QidKey, u16, QidHashBuilder>;
-
 impl QidKey {
     pub fn new(id: &[u8]) -> Option<QidKey> {
         if id.is_empty() || id.len() > 24 {
@@ -229,65 +227,156 @@ fn severe_line_text(line: &[u8]) -> String {
     text
 }
 
-/// Two-generation bounded map of queue id → flags.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// Flags of one queue id and the generation that last touched it.
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    flags: u16,
+    generation: bool,
+}
+
+/// Bounded map of queue id → flags with two generations in one hash
+/// table: a new or looked-up id belongs to the current (young)
+/// generation; when that reaches half the capacity, the ids of the other
+/// (old) generation are dropped and the generations swap. One table
+/// means one probe per lookup, also for the new ids that are not in it
+/// (every message starts with one), which on a large table is a cache
+/// miss saved per message. Serialized as the two maps `young` and `old`,
+/// as earlier versions did, so state files carry over.
+#[derive(Debug, Clone)]
 pub struct QidTable {
     capacity: usize,
-    young: QidMap,
-    old: QidMap,
+    map: HashMap<QidKey, Slot, QidHashBuilder>,
+    generation: bool,
+    young_len: usize,
 }
 
 impl QidTable {
     pub fn new(capacity: usize) -> QidTable {
         QidTable {
             capacity: capacity.max(2),
-            young: QidMap::default(),
-            old: QidMap::default(),
+            map: HashMap::default(),
+            generation: false,
+            young_len: 0,
         }
     }
 
     pub fn len(&self) -> usize {
-        self.young.len() + self.old.len()
+        self.map.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.map.is_empty()
     }
 
     /// Flags of `key`, 0 if unknown.
     pub fn get(&self, key: &QidKey) -> u16 {
-        self.young
-            .get(key)
-            .or_else(|| self.old.get(key))
-            .copied()
-            .unwrap_or(0)
+        self.map.get(key).map_or(0, |slot| slot.flags)
     }
 
-    /// Mutable flags of `key`, inserting it (in the young generation).
-    /// One hash lookup when the key is young.
+    /// Mutable flags of `key`, inserting it; either way it is young now.
     #[inline]
     fn entry(&mut self, key: QidKey) -> &mut u16 {
-        if self.young.len() >= self.capacity / 2 && !self.young.contains_key(&key) {
-            // The new young generation will fill up to the same size:
-            // allocate it once instead of growing (and rehashing) it.
-            let young =
-                QidMap::with_capacity_and_hasher(self.capacity / 2, self.young.hasher().clone());
-            self.old = std::mem::replace(&mut self.young, young);
+        if self.young_len >= self.capacity / 2 {
+            let young = self.generation;
+            self.map.retain(|_, slot| slot.generation == young);
+            self.generation = !young;
+            self.young_len = 0;
         }
-        match self.young.entry(key) {
-            std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+        let generation = self.generation;
+        let slot = match self.map.entry(key) {
+            std::collections::hash_map::Entry::Occupied(o) => {
+                let slot = o.into_mut();
+                if slot.generation != generation {
+                    slot.generation = generation;
+                    self.young_len += 1;
+                }
+                slot
+            }
             std::collections::hash_map::Entry::Vacant(v) => {
-                let flags = self.old.remove(&key).unwrap_or(0);
-                v.insert(flags)
+                self.young_len += 1;
+                v.insert(Slot {
+                    flags: 0,
+                    generation,
+                })
+            }
+        };
+        &mut slot.flags
+    }
+
+    fn remove(&mut self, key: &QidKey) {
+        if let Some(slot) = self.map.remove(key) {
+            if slot.generation == self.generation {
+                self.young_len -= 1;
             }
         }
     }
 
-    fn remove(&mut self, key: &QidKey) {
-        // `entry` moves a key from old to young, so it is in one of them.
-        if self.young.remove(key).is_none() && !self.old.is_empty() {
-            self.old.remove(key);
+    /// The ids of one generation with their flags.
+    fn generation_map(&self, young: bool) -> impl Iterator<Item = (&QidKey, u16)> + '_ {
+        let wanted = self.generation == young;
+        self.map
+            .iter()
+            .filter(move |(_, slot)| slot.generation == wanted)
+            .map(|(key, slot)| (key, slot.flags))
+    }
+}
+
+/// One generation of a [`QidTable`] serialized as a map.
+struct GenerationMap<'a> {
+    table: &'a QidTable,
+    young: bool,
+}
+
+impl Serialize for GenerationMap<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.table.generation_map(self.young))
+    }
+}
+
+#[derive(Serialize)]
+struct QidTableOut<'a> {
+    capacity: usize,
+    young: GenerationMap<'a>,
+    old: GenerationMap<'a>,
+}
+
+#[derive(Deserialize)]
+struct QidTableIn {
+    capacity: usize,
+    young: HashMap<QidKey, u16>,
+    old: HashMap<QidKey, u16>,
+}
+
+impl Serialize for QidTable {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        QidTableOut {
+            capacity: self.capacity,
+            young: GenerationMap {
+                table: self,
+                young: true,
+            },
+            old: GenerationMap {
+                table: self,
+                young: false,
+            },
         }
+        .serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for QidTable {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<QidTable, D::Error> {
+        let saved = QidTableIn::deserialize(d)?;
+        let mut table = QidTable::new(saved.capacity);
+        let young = table.generation;
+        // An id in both (not written by any version) keeps its young flags.
+        for (generation, map) in [(!young, saved.old), (young, saved.young)] {
+            for (key, flags) in map {
+                table.map.insert(key, Slot { flags, generation });
+            }
+        }
+        table.young_len = table.generation_map(true).count();
+        Ok(table)
     }
 }
 
@@ -961,5 +1050,25 @@ mod tests {
         restored.ingest_line(b"Nov 29 13:13:38 mx postfix/qmgr[2]: 4F3A21C0D2: from=<a@b>, size=10, nrcpt=1 (queue active)");
         assert_eq!(restored.counters.received, 1);
         assert_eq!(restored.counters.lines_read, 2);
+    }
+
+    #[test]
+    fn qid_generations_round_trip_in_the_saved_format() {
+        let mut table = QidTable::new(4);
+        for id in ["4F3A21C0D1", "4F3A21C0D2", "4F3A21C0D3"] {
+            *table.entry(QidKey::new(id.as_bytes()).unwrap()) |= 1;
+        }
+        // The third id rotated the generations: two old ids, one young.
+        let json = serde_json::to_value(&table).unwrap();
+        assert_eq!(json["capacity"], 4);
+        assert_eq!(json["young"], serde_json::json!({"4F3A21C0D3": 1}));
+        assert_eq!(
+            json["old"],
+            serde_json::json!({"4F3A21C0D1": 1, "4F3A21C0D2": 1})
+        );
+        let restored: QidTable = serde_json::from_value(json.clone()).unwrap();
+        assert_eq!(serde_json::to_value(&restored).unwrap(), json);
+        assert_eq!(restored.young_len, 1);
+        assert_eq!(restored.get(&QidKey::new(b"4F3A21C0D2").unwrap()), 1);
     }
 }

@@ -38,9 +38,7 @@ pub fn parse_path(acc: &mut LogAccumulator, path: &Path) -> anyhow::Result<()> {
 /// Count every line of `source`, including a last line without newline.
 pub fn ingest_reader<R: Read>(acc: &mut LogAccumulator, source: R) -> std::io::Result<()> {
     let mut reader = LineReader::new(source);
-    while let Some(line) = reader.next_line()? {
-        acc.ingest_line(line);
-    }
+    reader.for_each_line(|line| acc.ingest_line(line))?;
     if reader.pending_bytes() > 0 {
         acc.ingest_line(reader.partial_line());
     }

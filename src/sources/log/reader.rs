@@ -9,13 +9,18 @@
 //! [`LineReader::pending_bytes`]) and a later call continues once more data
 //! (and the newline) arrives, which is what a file follower needs.
 
-use super::bytes::masks64;
+use super::bytes::byte_bitmap;
 use std::io::{self, Read};
 
 /// Bytes of a line that are kept; the rest of a longer line is skipped.
 pub const MAX_KEPT_LINE: usize = 64 * 1024;
 /// Bytes asked from the source per read.
 const CHUNK: usize = 128 * 1024;
+/// Whole 64-byte blocks, so the newline bitmap covers every byte.
+const BUF_LEN: usize = CHUNK + MAX_KEPT_LINE;
+const _: () = assert!(BUF_LEN % 64 == 0);
+/// Bytes indexed for newlines at a time: small enough to stay in L1.
+const INDEX_AHEAD: usize = 4096;
 
 pub struct LineReader<R> {
     source: R,
@@ -33,19 +38,20 @@ pub struct LineReader<R> {
     /// Where the next newline search starts (relative to `start`), so a
     /// partial line is not rescanned after every read.
     scanned: usize,
-    /// Newlines of `buf[nl_base..nl_limit]` (at most 64 bytes) as a bit
-    /// mask: one vector compare per 64 bytes instead of a memchr call per
-    /// line. Emptied whenever the buffer's bytes move.
-    nl_base: usize,
-    nl_limit: usize,
-    nl_mask: u64,
+    /// Newline bitmap of `buf` (bit `i % 64` of word `i / 64`), valid for
+    /// the blocks below `indexed`: finding a line's end is a bit scan, and
+    /// the bitmap is filled a few KiB ahead with wide vector compares, so
+    /// the bytes are still in the L1 cache when the lines are parsed.
+    newlines: Vec<u64>,
+    /// A multiple of 64; blocks from here on are not indexed yet.
+    indexed: usize,
 }
 
 impl<R: Read> LineReader<R> {
     pub fn new(source: R) -> LineReader<R> {
         LineReader {
             source,
-            buf: vec![0; CHUNK + MAX_KEPT_LINE],
+            buf: vec![0; BUF_LEN],
             start: 0,
             end: 0,
             long_head: Vec::new(),
@@ -53,9 +59,8 @@ impl<R: Read> LineReader<R> {
             skipped_in_line: 0,
             consumed: 0,
             scanned: 0,
-            nl_base: 0,
-            nl_limit: 0,
-            nl_mask: 0,
+            newlines: vec![0; BUF_LEN / 64],
+            indexed: 0,
         }
     }
 
@@ -121,47 +126,109 @@ impl<R: Read> LineReader<R> {
             if n == 0 {
                 return Ok(None);
             }
+            // The block holding the old end was indexed partially.
+            self.indexed = self.indexed.min(self.end / 64 * 64);
             self.end += n;
         }
     }
 
-    /// Position of the first newline in `buf[from..end]`.
-    #[inline]
-    fn next_newline(&mut self, mut from: usize) -> Option<usize> {
-        if from < self.nl_base || from >= self.nl_limit {
-            if from >= self.end {
-                return None;
-            }
-            self.load_newlines(from);
-        }
+    /// Hand every complete line to `f`, reading the source until it has no
+    /// more data: what calling [`LineReader::next_line`] until `None` does,
+    /// with the common case (a complete line in the buffer) in one tight
+    /// loop over the newline bitmap.
+    pub fn for_each_line(&mut self, mut f: impl FnMut(&[u8])) -> io::Result<()> {
         loop {
-            let shift = from - self.nl_base;
-            let ahead = if shift < 64 { self.nl_mask >> shift } else { 0 };
-            if ahead != 0 {
-                return Some(from + ahead.trailing_zeros() as usize);
+            if !self.skipping {
+                self.scan_lines(&mut f);
             }
-            if self.nl_limit >= self.end {
-                return None;
+            // Refills, over-long lines and the end of the data.
+            match self.next_line()? {
+                Some(line) => f(line),
+                None => return Ok(()),
             }
-            from = self.nl_limit;
-            self.load_newlines(from);
         }
     }
 
+    /// The complete lines already in the buffer, in order.
+    fn scan_lines(&mut self, f: &mut impl FnMut(&[u8])) {
+        let end = self.end;
+        let mut pos = self.start;
+        if pos >= end {
+            return;
+        }
+        let mut word = pos / 64;
+        self.ensure_indexed(word);
+        let mut bits = self.newlines[word] & (!0u64 << (pos % 64));
+        loop {
+            if bits == 0 {
+                word += 1;
+                if word * 64 >= end {
+                    break;
+                }
+                self.ensure_indexed(word);
+                bits = self.newlines[word];
+                continue;
+            }
+            let newline = word * 64 + bits.trailing_zeros() as usize;
+            if newline >= end {
+                break;
+            }
+            bits &= bits - 1;
+            let len = (newline - pos).min(MAX_KEPT_LINE);
+            f(&self.buf[pos..pos + len]);
+            pos = newline + 1;
+        }
+        self.consumed += (pos - self.start) as u64;
+        self.start = pos;
+        // No newline in the rest: the next search starts at its end.
+        self.scanned = end - pos;
+    }
+
+    /// Position of the first newline in `buf[from..end]`.
     #[inline]
-    fn load_newlines(&mut self, at: usize) {
-        let limit = self.end.min(at + 64);
-        let [mask] = masks64(&self.buf[at..limit], [b'\n']);
-        self.nl_base = at;
-        self.nl_limit = limit;
-        self.nl_mask = mask;
+    fn next_newline(&mut self, from: usize) -> Option<usize> {
+        if from >= self.end {
+            return None;
+        }
+        let mut word = from / 64;
+        self.ensure_indexed(word);
+        let mut bits = self.newlines[word] & (!0u64 << (from % 64));
+        loop {
+            if bits != 0 {
+                // Bits past `end` are stale: a hit there means none before.
+                let at = word * 64 + bits.trailing_zeros() as usize;
+                return (at < self.end).then_some(at);
+            }
+            word += 1;
+            if word * 64 >= self.end {
+                return None;
+            }
+            self.ensure_indexed(word);
+            bits = self.newlines[word];
+        }
+    }
+
+    #[inline(always)]
+    fn ensure_indexed(&mut self, word: usize) {
+        if word * 64 >= self.indexed {
+            self.index_from(word);
+        }
+    }
+
+    /// Index the blocks from `word` on, up to `INDEX_AHEAD` bytes.
+    #[inline(never)]
+    fn index_from(&mut self, word: usize) {
+        let last = self.end.min(word * 64 + INDEX_AHEAD).div_ceil(64);
+        byte_bitmap(
+            &self.buf[word * 64..last * 64],
+            b'\n',
+            &mut self.newlines[word..last],
+        );
+        self.indexed = last * 64;
     }
 
     /// Make space at the end of the buffer; `false` if nothing can be read.
     fn make_room(&mut self) -> bool {
-        // Every branch below may move bytes: forget the newline mask.
-        self.nl_base = 0;
-        self.nl_limit = 0;
         let pending = self.end - self.start;
         if self.skipping {
             // Only the newline matters now: drop what we have.
@@ -185,6 +252,7 @@ impl<R: Read> LineReader<R> {
         }
         if self.end == self.buf.len() || self.start > 0 && self.buf.len() - self.end < CHUNK / 2 {
             self.buf.copy_within(self.start..self.end, 0);
+            self.indexed = 0;
             self.end = pending;
             self.start = 0;
         }
@@ -324,5 +392,30 @@ mod tests {
         assert_eq!(r.next_line().unwrap().map(<[u8]>::len), Some(MAX_KEPT_LINE));
         assert_eq!(r.next_line().unwrap(), Some(&b"next"[..]));
         assert_eq!(r.consumed_bytes(), 3 * MAX_KEPT_LINE as u64 + 8);
+    }
+
+    #[test]
+    fn for_each_line_hands_out_what_next_line_does() {
+        let mut data = Vec::new();
+        for i in 0..3000 {
+            data.extend_from_slice(format!("line {i} {}\n", "y".repeat(i * 37 % 700)).as_bytes());
+        }
+        data.extend_from_slice(&vec![b'L'; 3 * MAX_KEPT_LINE]);
+        data.extend_from_slice(b"\nafter long\npartial");
+        let mut one_by_one = LineReader::new(&data[..]);
+        let want = all_lines(&mut one_by_one);
+        for step in [1, 100, 4096, 1 << 20] {
+            let mut r = LineReader::new(Trickle {
+                data: data.clone(),
+                pos: 0,
+                step,
+            });
+            let mut got = Vec::new();
+            r.for_each_line(|line| got.push(line.to_vec())).unwrap();
+            assert_eq!(got.len(), want.len(), "step {step}");
+            assert!(got == want, "step {step}");
+            assert_eq!(r.consumed_bytes(), one_by_one.consumed_bytes());
+            assert_eq!(r.partial_line(), b"partial");
+        }
     }
 }
