@@ -692,8 +692,18 @@ fn update_delivery_row(
     service: &[u8],
     update: impl FnOnce(&mut DeliveryCount),
 ) {
+    // A server has a handful of transports: comparing the bytes of the
+    // first rows costs less than UTF-8 checking the name and a tree search.
+    if let Some(row) = counters
+        .deliveries
+        .iter_mut()
+        .take(16)
+        .find_map(|(name, row)| (name.as_bytes() == service).then_some(row))
+    {
+        update(row);
+        return;
+    }
     let name = std::str::from_utf8(service).unwrap_or(OTHER_TRANSPORT);
-    // One tree search for the common case: the row exists.
     if let Some(row) = counters.deliveries.get_mut(name) {
         update(row);
         return;
