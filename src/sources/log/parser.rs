@@ -695,52 +695,71 @@ fn classify_reject(program: &[u8], milter: bool, text: &[u8]) -> (RejectReason, 
             reason_text = after.strip_prefix(b": ").unwrap_or(after);
         }
     }
-    // The reason ends where the envelope summary starts.
-    if let Some(end) = finders().envelope.find(reason_text) {
-        reason_text = &reason_text[..end];
-    }
     (reject_reason(reason_text), class)
 }
 
-/// Postfix's wording for each reason class, in the order they are tried.
-const REASON_WORDING: [(&str, RejectReason); 12] = [
-    ("blocked using ", RejectReason::Rbl),
-    ("User unknown", RejectReason::UnknownUser),
-    ("user unknown", RejectReason::UnknownUser),
-    ("Relay access denied", RejectReason::RelayDenied),
-    ("Message size exceeds fixed limit", RejectReason::Size),
-    ("message file too big", RejectReason::Size),
-    ("Sender address rejected", RejectReason::SenderCheck),
-    ("Helo command rejected", RejectReason::HeloCheck),
-    ("Client host rejected", RejectReason::ClientCheck),
-    ("Policy Rejection", RejectReason::PolicyService),
-    ("Greylisted", RejectReason::PolicyService),
-    ("policy service", RejectReason::PolicyService),
+/// Postfix's wording for each reason class, in the order they are tried:
+/// where a text holds several, the first in this list decides.
+const REASON_WORDING: [(&[u8], RejectReason); 12] = [
+    (b"blocked using ", RejectReason::Rbl),
+    (b"User unknown", RejectReason::UnknownUser),
+    (b"user unknown", RejectReason::UnknownUser),
+    (b"Relay access denied", RejectReason::RelayDenied),
+    (b"Message size exceeds fixed limit", RejectReason::Size),
+    (b"message file too big", RejectReason::Size),
+    (b"Sender address rejected", RejectReason::SenderCheck),
+    (b"Helo command rejected", RejectReason::HeloCheck),
+    (b"Client host rejected", RejectReason::ClientCheck),
+    (b"Policy Rejection", RejectReason::PolicyService),
+    (b"Greylisted", RejectReason::PolicyService),
+    (b"policy service", RejectReason::PolicyService),
 ];
 
-/// Substring finders built once (building one per line costs more than
-/// the search).
-struct Finders {
-    reasons: Vec<(memmem::Finder<'static>, RejectReason)>,
-    envelope: memmem::Finder<'static>,
-}
+/// Where smtpd's envelope summary starts: the reason text ends there.
+const ENVELOPE: &[u8] = b"; from=<";
+/// Bit in [`FIRST_BYTES`] for the start of [`ENVELOPE`].
+const ENVELOPE_BIT: u16 = 1 << 15;
 
-fn finders() -> &'static Finders {
-    static FINDERS: std::sync::OnceLock<Finders> = std::sync::OnceLock::new();
-    FINDERS.get_or_init(|| Finders {
-        reasons: REASON_WORDING
-            .iter()
-            .map(|(wording, reason)| (memmem::Finder::new(wording.as_bytes()), *reason))
-            .collect(),
-        envelope: memmem::Finder::new(b"; from=<"),
-    })
-}
+/// For each byte, the wordings (bit `i` for `REASON_WORDING[i]`) that start
+/// with it, so one pass over the text finds them all.
+static FIRST_BYTES: [u16; 256] = {
+    let mut table = [0u16; 256];
+    let mut i = 0;
+    while i < REASON_WORDING.len() {
+        table[REASON_WORDING[i].0[0] as usize] |= 1 << i;
+        i += 1;
+    }
+    table[ENVELOPE[0] as usize] |= ENVELOPE_BIT;
+    table
+};
 
+/// The reason class of smtpd's reply text (after any `<address>: `), up
+/// to the envelope summary: one pass over the bytes instead of a search
+/// per wording.
 fn reject_reason(text: &[u8]) -> RejectReason {
-    finders()
-        .reasons
-        .iter()
-        .find(|(finder, _)| finder.find(text).is_some())
+    let mut best = REASON_WORDING.len();
+    for (at, &byte) in text.iter().enumerate() {
+        let mut candidates = FIRST_BYTES[usize::from(byte)];
+        if candidates == 0 {
+            continue;
+        }
+        if candidates & ENVELOPE_BIT != 0 && text[at..].starts_with(ENVELOPE) {
+            break;
+        }
+        candidates &= !ENVELOPE_BIT;
+        while candidates != 0 {
+            let i = candidates.trailing_zeros() as usize;
+            candidates &= candidates - 1;
+            if i < best && text[at..].starts_with(REASON_WORDING[i].0) {
+                best = i;
+            }
+        }
+        if best == 0 {
+            break;
+        }
+    }
+    REASON_WORDING
+        .get(best)
         .map_or(RejectReason::Other, |(_, reason)| *reason)
 }
 
@@ -837,6 +856,29 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn reject_reason_priority_and_envelope_end() {
+        let reason = |t: &str| reject_reason(t.as_bytes());
+        assert_eq!(
+            reason("Client host rejected: x; blocked using zen; from=<a> to=<b>"),
+            RejectReason::Rbl
+        );
+        assert_eq!(
+            reason("Sender address rejected: undeliverable: user unknown"),
+            RejectReason::UnknownUser
+        );
+        // Sender-controlled envelope text after `; from=<` does not count.
+        assert_eq!(
+            reason("Some text; from=<blocked using @x> to=<User unknown@y>"),
+            RejectReason::Other
+        );
+        assert_eq!(
+            reason("Greylisted, see http://x"),
+            RejectReason::PolicyService
+        );
+        assert_eq!(reason(""), RejectReason::Other);
     }
 
     #[test]
