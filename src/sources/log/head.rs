@@ -11,18 +11,18 @@
 use super::bytes::{find_byte, masks64};
 
 /// Bytes of a line covered by the bit masks.
-const HEAD: usize = 64;
+pub(super) const HEAD: usize = 64;
 
 /// Bit `i` is set when byte `base + i` of the line is the byte searched for.
 type Mask = u64;
 
 pub struct HeadIndex<'a> {
-    line: &'a [u8],
+    pub(super) line: &'a [u8],
     /// Where the head starts in the line.
-    base: usize,
-    space: Mask,
-    slash: Mask,
-    open: Mask,
+    pub(super) base: usize,
+    pub(super) space: Mask,
+    pub(super) slash: Mask,
+    pub(super) open: Mask,
 }
 
 impl<'a> HeadIndex<'a> {

@@ -10,7 +10,7 @@
 //! honoured first.
 
 use super::bytes::{find_byte, find_either};
-use super::head::HeadIndex;
+use super::head::{HeadIndex, HEAD};
 use crate::snapshot::RejectReason;
 use memchr::memmem;
 
@@ -160,37 +160,140 @@ pub fn parse_line<'a>(line: &'a [u8], extra_names: &[Vec<u8>]) -> Line<'a> {
         return Line::Unparsed;
     };
     let idx = HeadIndex::new(line, host_start);
-    // Host name: one non-empty token.
+    let head = match head_in_window(&idx, extra_names) {
+        Some(head) => head,
+        None => head_anywhere(&idx, extra_names),
+    };
+    match head {
+        Ok((tag, tag_end)) => Line::Postfix(PostfixLine {
+            tag,
+            event: classify(&tag, &idx, tag_end + 1),
+        }),
+        Err(kind) => kind,
+    }
+}
+
+/// The tag and the position of the space after it, or what the line is
+/// (unparsed, foreign) when it has no Postfix tag.
+type Head<'a> = Result<(Tag<'a>, usize), Line<'a>>;
+
+/// Host: one non-empty token. Tag: `name[pid]:` or `name:`, followed by a
+/// space or the end of the line; the name is `syslog_name[/service]/program`
+/// or a bare syslog name. This is the common case, where host and tag lie
+/// in the indexed head: each step is a bit operation on the head's masks
+/// (positions relative to its start). `None` when they reach beyond it;
+/// then [`head_anywhere`] decides, with the same result.
+#[inline(always)]
+fn head_in_window<'a>(idx: &HeadIndex<'a>, extra_names: &[Vec<u8>]) -> Option<Head<'a>> {
+    let (line, base) = (idx.line, idx.base);
+    if idx.space == 0 {
+        return None;
+    }
+    let host_len = idx.space.trailing_zeros() as usize;
+    if host_len == 0 {
+        return Some(Err(Line::Unparsed));
+    }
+    let tag_start = host_len + 1;
+    if tag_start >= HEAD {
+        return None;
+    }
+    let later_spaces = idx.space & (idx.space - 1);
+    let tag_end = if later_spaces != 0 {
+        later_spaces.trailing_zeros() as usize
+    } else if line.len() - base <= HEAD {
+        line.len() - base
+    } else {
+        return None;
+    };
+    if tag_end <= tag_start || line[base + tag_end - 1] != b':' {
+        return Some(Err(Line::Unparsed));
+    }
+    let colon = tag_end - 1;
+    // Bits below `end` (`end < 64`), and bits from the tag's start on.
+    let below = |end: usize| (1u64 << end) - 1;
+    let in_tag = !below(tag_start);
+    let opens = idx.open & below(colon) & in_tag;
+    let (name_end, pid_text) = if opens != 0 {
+        let open = opens.trailing_zeros() as usize;
+        if colon < open + 2 || line[base + colon - 1] != b']' {
+            return Some(Err(Line::Unparsed));
+        }
+        (open, &line[base + open + 1..base + colon - 1])
+    } else {
+        (colon, &[][..])
+    };
+    if name_end == tag_start {
+        return Some(Err(Line::Unparsed));
+    }
+    let slashes = idx.slash & below(name_end) & in_tag;
+    let (syslog_name, service, program) = if slashes != 0 {
+        let slash = slashes.trailing_zeros() as usize;
+        let syslog_name = &line[base + tag_start..base + slash];
+        if !is_postfix_name(syslog_name, extra_names) {
+            return Some(Err(Line::Foreign));
+        }
+        let last = (u64::BITS - 1 - slashes.leading_zeros()) as usize;
+        let after_first = slashes & (slashes - 1);
+        let service_end = if after_first != 0 {
+            after_first.trailing_zeros() as usize
+        } else {
+            name_end
+        };
+        (
+            syslog_name,
+            &line[base + slash + 1..base + service_end],
+            &line[base + last + 1..base + name_end],
+        )
+    } else {
+        let name = &line[base + tag_start..base + name_end];
+        if !is_postfix_name(name, extra_names) {
+            return Some(Err(Line::Foreign));
+        }
+        (name, name, name)
+    };
+    let tag = Tag {
+        syslog_name,
+        service,
+        program,
+        pid_text,
+    };
+    Some(Ok((tag, base + tag_end)))
+}
+
+/// [`head_in_window`] for any line: searches past the indexed head when
+/// the host or the tag reach beyond it (rare: a very long host name).
+#[inline(never)]
+fn head_anywhere<'a>(idx: &HeadIndex<'a>, extra_names: &[Vec<u8>]) -> Head<'a> {
+    let (line, host_start) = (idx.line, idx.base);
     let Some(host_end) = idx.space_from(host_start) else {
-        return Line::Unparsed;
+        return Err(Line::Unparsed);
     };
     if host_end == host_start {
-        return Line::Unparsed;
+        return Err(Line::Unparsed);
     }
-    // Tag: `name[pid]:` or `name:`, followed by a space or the end of line.
     let tag_start = host_end + 1;
     let tag_end = idx.space_from(tag_start).unwrap_or(line.len());
     if tag_end <= tag_start || line[tag_end - 1] != b':' {
-        return Line::Unparsed;
+        return Err(Line::Unparsed);
     }
     let colon = tag_end - 1;
     let (name_end, pid_text) = match idx.first_open(tag_start, colon) {
         Some(open) => {
             if colon < open + 2 || line[colon - 1] != b']' {
-                return Line::Unparsed;
+                return Err(Line::Unparsed);
             }
             (open, &line[open + 1..colon - 1])
         }
         None => (colon, &[][..]),
     };
     if name_end == tag_start {
-        return Line::Unparsed;
+        return Err(Line::Unparsed);
     }
     let (syslog_name, service, program) = match idx.first_slash(tag_start, name_end) {
         Some(slash) => {
             let syslog_name = &line[tag_start..slash];
             if !is_postfix_name(syslog_name, extra_names) {
-                return Line::Foreign;
+                return Err(Line::Foreign);
             }
             let program_start = idx.last_slash(slash + 1, name_end).unwrap_or(slash) + 1;
             let service_end = idx.first_slash(slash + 1, name_end).unwrap_or(name_end);
@@ -203,7 +306,7 @@ pub fn parse_line<'a>(line: &'a [u8], extra_names: &[Vec<u8>]) -> Line<'a> {
         None => {
             let name = &line[tag_start..name_end];
             if !is_postfix_name(name, extra_names) {
-                return Line::Foreign;
+                return Err(Line::Foreign);
             }
             (name, name, name)
         }
@@ -214,10 +317,7 @@ pub fn parse_line<'a>(line: &'a [u8], extra_names: &[Vec<u8>]) -> Line<'a> {
         program,
         pid_text,
     };
-    Line::Postfix(PostfixLine {
-        tag,
-        event: classify(&tag, &idx, tag_end + 1),
-    })
+    Ok((tag, tag_end))
 }
 
 /// Where the host starts: after an RFC 3164 (`Nov 29 13:13:38`, optionally
@@ -879,6 +979,57 @@ mod tests {
             RejectReason::PolicyService
         );
         assert_eq!(reason(""), RejectReason::Other);
+    }
+
+    /// Host and tag shapes around the edges of the indexed head: the bit
+    /// path and the search path must agree on every one.
+    #[test]
+    fn head_in_window_agrees_with_head_anywhere() {
+        let tags = [
+            "postfix/smtpd[42]:",
+            "postfix/submission/smtpd[42]:",
+            "postfix-out/a/b/smtp[1]:",
+            "postfix:",
+            "postfix[7]:",
+            "postfix/qmgr:",
+            "sshd[1]:",
+            "extra/smtpd[3]:",
+            "postfix/smtpd[]:",
+            "postfix/smtpd[4:",
+            "postfix/smtpd4]:",
+            "[4]:",
+            "/x[4]:",
+            "postfix/smtpd[42]",
+            ":",
+            "",
+            "postfix//smtpd[1]:",
+            "postfix/smtpd/[1]:",
+            "post[fix/smtpd[1]:",
+        ];
+        let names = vec![b"extra".to_vec()];
+        let mut checked = 0;
+        for stamp in ["Nov 29 13:13:38 ", "2026-11-29T13:13:38.123456+00:00 "] {
+            for host_len in (0..8).chain(40..70) {
+                for tag in tags {
+                    for tail in ["", " x", " 4F3A21C0D2: removed", "  two spaces"] {
+                        let line = format!("{stamp}{}{}{tag}{tail}", "h".repeat(host_len), " ");
+                        for text in [line.clone(), line.replacen(' ', "  ", 1)] {
+                            let line = text.as_bytes();
+                            let Some(host_start) = timestamp_end(line) else {
+                                continue;
+                            };
+                            let idx = HeadIndex::new(line, host_start);
+                            let general = head_anywhere(&idx, &names);
+                            if let Some(fast) = head_in_window(&idx, &names) {
+                                assert_eq!(fast, general, "{text:?}");
+                                checked += 1;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        assert!(checked > 3000, "{checked}");
     }
 
     #[test]
