@@ -1,11 +1,14 @@
 //! Log lines: every line of arbitrary bytes goes through the parser and the
-//! counters, and the LineReader splits the same bytes, handed out in
-//! arbitrary pieces with "nothing more yet" pauses, into exactly the lines a
-//! plain split on '\n' gives (cut at MAX_KEPT_LINE), with consistent offsets.
+//! counters (the parser's bit-mask path agreeing with its search path), and
+//! the LineReader splits the same bytes, handed out in arbitrary pieces with
+//! "nothing more yet" pauses, into exactly the lines a plain split on '\n'
+//! gives (cut at MAX_KEPT_LINE), with consistent offsets, one at a time and
+//! with `for_each_line`.
 
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use postfix_agentx::sources::log::parser::{parse_line, parse_line_searching};
 use postfix_agentx::sources::log::reader::MAX_KEPT_LINE;
 use postfix_agentx::sources::log::{LineReader, LogAccumulator};
 
@@ -31,8 +34,11 @@ fuzz_target!(|input: &[u8]| {
     let mut reference = LogAccumulator::with_capacity(&names, 8);
     let mut expected_lines: Vec<&[u8]> = data.split(|&b| b == b'\n').collect();
     let tail = expected_lines.pop().unwrap_or(&[]);
+    let extra: Vec<Vec<u8>> = names.iter().map(|n| n.as_bytes().to_vec()).collect();
     for line in &expected_lines {
-        reference.ingest_line(&line[..line.len().min(MAX_KEPT_LINE)]);
+        let line = &line[..line.len().min(MAX_KEPT_LINE)];
+        assert_eq!(parse_line(line, &extra), parse_line_searching(line, &extra));
+        reference.ingest_line(line);
     }
 
     let mut via_reader = LogAccumulator::with_capacity(&names, 8);
@@ -71,4 +77,28 @@ fuzz_target!(|input: &[u8]| {
     assert_eq!(via_reader.counters, reference.counters);
     // The partial last line counts like any other (what `parse` does).
     via_reader.ingest_line(reader.partial_line());
+
+    // The batch loop `parse` uses: the same lines in the same order.
+    let mut batched = LogAccumulator::with_capacity(&names, 8);
+    let source = chunked::ChunkedReader::new(data, seed, true);
+    let done = source.done_flag();
+    let mut reader = LineReader::new(source);
+    let mut n = 0usize;
+    loop {
+        let result = reader.for_each_line(|line| {
+            let expected = expected_lines[n];
+            assert_eq!(line, &expected[..expected.len().min(MAX_KEPT_LINE)]);
+            batched.ingest_line(line);
+            n += 1;
+        });
+        if let Err(e) = result {
+            panic!("in-memory read failed: {e}");
+        }
+        if done.get() {
+            break;
+        }
+    }
+    assert_eq!(n, expected_lines.len());
+    assert_eq!(reader.consumed_bytes(), data.len() as u64 - tail.len() as u64);
+    assert_eq!(batched.counters, reference.counters);
 });
