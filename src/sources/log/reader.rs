@@ -38,10 +38,11 @@ pub struct LineReader<R> {
     /// Where the next newline search starts (relative to `start`), so a
     /// partial line is not rescanned after every read.
     scanned: usize,
-    /// Newline bitmap of `buf` (bit `i % 64` of word `i / 64`), valid for
-    /// the blocks below `indexed`: finding a line's end is a bit scan, and
-    /// the bitmap is filled a few KiB ahead with wide vector compares, so
-    /// the bytes are still in the L1 cache when the lines are parsed.
+    /// Newline bitmap of `buf` (bit `i % 64` of word `i / 64`), valid from
+    /// the block holding `start + scanned` (searches never start before)
+    /// up to `indexed`: finding a line's end is a bit scan, and the bitmap
+    /// is filled a few KiB ahead with wide vector compares, so the bytes
+    /// are still in the L1 cache when the lines are parsed.
     newlines: Vec<u64>,
     /// A multiple of 64; blocks from here on are not indexed yet.
     indexed: usize,
@@ -153,12 +154,14 @@ impl<R: Read> LineReader<R> {
     fn scan_lines(&mut self, f: &mut impl FnMut(&[u8])) {
         let end = self.end;
         let mut pos = self.start;
-        if pos >= end {
+        // The first `scanned` bytes have no newline (and may not be indexed).
+        let from = pos + self.scanned;
+        if from >= end {
             return;
         }
-        let mut word = pos / 64;
+        let mut word = from / 64;
         self.ensure_indexed(word);
-        let mut bits = self.newlines[word] & (!0u64 << (pos % 64));
+        let mut bits = self.newlines[word] & (!0u64 << (from % 64));
         loop {
             if bits == 0 {
                 word += 1;
@@ -416,6 +419,72 @@ mod tests {
             assert!(got == want, "step {step}");
             assert_eq!(r.consumed_bytes(), one_by_one.consumed_bytes());
             assert_eq!(r.partial_line(), b"partial");
+        }
+    }
+
+    /// Pieces of 1 to 64 bytes (sometimes up to 100 000), and pauses: reads
+    /// of nothing before the end, as a growing file gives.
+    struct Pausing {
+        data: Vec<u8>,
+        pos: usize,
+        state: u64,
+    }
+
+    impl Read for Pausing {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let mut x = self.state;
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            self.state = x;
+            let size = match x % 16 {
+                0 => 0,
+                1 => 1 + (x >> 8) as usize % 100_000,
+                _ => 1 + (x >> 8) as usize % 64,
+            };
+            let n = size.min(buf.len()).min(self.data.len() - self.pos);
+            buf[..n].copy_from_slice(&self.data[self.pos..self.pos + n]);
+            self.pos += n;
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn for_each_line_with_pauses_gives_every_line_once() {
+        let mut data = Vec::new();
+        for i in 0..4000usize {
+            let len = match i % 97 {
+                0 => MAX_KEPT_LINE + 5000,
+                1 => 70_000,
+                _ => (i * 7919) % 300,
+            };
+            data.extend((0..len).map(|j| b'a' + ((i + j) % 26) as u8));
+            data.push(b'\n');
+        }
+        let want = all_lines(&mut LineReader::new(&data[..]));
+        for seed in 1..40u64 {
+            let mut r = LineReader::new(Pausing {
+                data: data.clone(),
+                pos: 0,
+                state: seed * 0x9E37_79B9,
+            });
+            let mut got = Vec::new();
+            // Each pause ends a call, as for a follower; call until done.
+            for _ in 0..1_000_000 {
+                r.for_each_line(|line| got.push(line.to_vec())).unwrap();
+                if r.consumed_bytes() == data.len() as u64 {
+                    break;
+                }
+            }
+            assert_eq!(got.len(), want.len(), "seed {seed}");
+            for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                assert!(
+                    g == w,
+                    "seed {seed} line {i}: {} vs {} bytes",
+                    g.len(),
+                    w.len()
+                );
+            }
         }
     }
 }
