@@ -227,14 +227,9 @@ fn severe_line_text(line: &[u8]) -> String {
     text
 }
 
-/// Flags of one queue id and the generation that last touched it.
-#[derive(Debug, Clone, Copy)]
-struct Slot {
-    flags: u16,
-    generation: bool,
-}
+type QidMap = HashMap<QidKey, u16, QidHashBuilder>;
 
-/// Ids created since the last move to the main table, at most this many
+/// Ids created since the last move to the generations, at most this many
 /// (or a quarter of the capacity): a table this small (about 100 KiB)
 /// stays in the CPU cache.
 const NURSERY_LIMIT: usize = 1792;
@@ -244,42 +239,53 @@ const NURSERY_LIMIT: usize = 1792;
 /// A message's lines come close together: its id is created (smtpd
 /// `client=`, pickup `uid=`), looked up a few times and removed within a
 /// few lines. New ids go to a small *nursery* table that stays in the CPU
-/// cache; with 100 000 ids in one large table, inserting each new id cost
-/// two cache misses, a quarter of the parse time. Ids that outlive the
-/// nursery (held, deferred, or never seen removed) move to the main table.
-///
-/// The main table holds two generations: a looked-up id belongs to the
-/// current (young) one; when that reaches half the capacity, the ids of
-/// the other (old) generation are dropped and the generations swap, so
-/// live messages survive while forgotten ones age out. Serialized as the
-/// two maps `young` (nursery included) and `old`, as earlier versions did,
-/// so state files carry over.
+/// cache; inserting each new id into a table of 100 000 cost two cache
+/// misses, a quarter of the parse time. Ids that outlive the nursery
+/// (held, deferred, or never seen removed) move to two generations: a
+/// looked-up id lives in the young one; when that is full, the old one is
+/// dropped and the young one becomes old, so live messages survive while
+/// forgotten ones age out. Each generation is allocated once at its full
+/// size (growing a table briefly holds two copies). Serialized as the two
+/// maps `young` (nursery included) and `old`, as earlier versions did, so
+/// state files carry over.
 #[derive(Debug, Clone)]
 pub struct QidTable {
     capacity: usize,
     nursery_limit: usize,
-    nursery: HashMap<QidKey, u16, QidHashBuilder>,
-    map: HashMap<QidKey, Slot, QidHashBuilder>,
-    generation: bool,
-    young_len: usize,
+    nursery: QidMap,
+    young: QidMap,
+    old: QidMap,
 }
 
 impl QidTable {
+    /// `capacity` is clamped to 4..=[`DEFAULT_QID_CAPACITY`]: it also comes
+    /// from saved state, which must not make the agent allocate at will.
     pub fn new(capacity: usize) -> QidTable {
-        let capacity = capacity.max(4);
+        let capacity = capacity.clamp(4, DEFAULT_QID_CAPACITY);
         let nursery_limit = NURSERY_LIMIT.min(capacity / 4);
-        QidTable {
+        let mut table = QidTable {
             capacity,
             nursery_limit,
-            nursery: new_nursery(nursery_limit),
-            map: HashMap::default(),
-            generation: false,
-            young_len: 0,
-        }
+            nursery: QidMap::default(),
+            young: QidMap::default(),
+            old: QidMap::default(),
+        };
+        table.nursery = table.new_map(2 * nursery_limit);
+        table.young = table.new_map(table.generation_limit());
+        table
+    }
+
+    /// Ids per generation: what the nursery leaves of the capacity, halved.
+    fn generation_limit(&self) -> usize {
+        (self.capacity - self.nursery_limit) / 2
+    }
+
+    fn new_map(&self, capacity: usize) -> QidMap {
+        QidMap::with_capacity_and_hasher(capacity, self.nursery.hasher().clone())
     }
 
     pub fn len(&self) -> usize {
-        self.nursery.len() + self.map.len()
+        self.nursery.len() + self.young.len() + self.old.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -288,15 +294,17 @@ impl QidTable {
 
     /// Flags of `key`, 0 if unknown.
     pub fn get(&self, key: &QidKey) -> u16 {
-        match self.nursery.get(key) {
-            Some(&flags) => flags,
-            None => self.map.get(key).map_or(0, |slot| slot.flags),
-        }
+        self.nursery
+            .get(key)
+            .or_else(|| self.young.get(key))
+            .or_else(|| self.old.get(key))
+            .copied()
+            .unwrap_or(0)
     }
 
     /// Mutable flags of an id whose message was just created (its first
-    /// log line): a copy of it in the main table can only be left over
-    /// from an earlier message with the same id, so it is not looked up.
+    /// log line): a copy of it in the generations can only be left over
+    /// from an earlier message with the same id, so they are not searched.
     #[inline]
     fn entry_new(&mut self, key: QidKey) -> &mut u16 {
         if self.nursery.len() >= self.nursery_limit {
@@ -305,106 +313,61 @@ impl QidTable {
         self.nursery.entry(key).or_insert(0)
     }
 
-    /// Mutable flags of `key`, inserting it.
+    /// Mutable flags of `key`, inserting it (an id found in the old
+    /// generation moves to the young one).
     #[inline]
     fn entry(&mut self, key: QidKey) -> &mut u16 {
         if self.nursery.len() >= self.nursery_limit {
             self.empty_nursery();
         }
-        self.rotate_if_full();
+        let limit = self.generation_limit();
         match self.nursery.entry(key) {
             std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
             std::collections::hash_map::Entry::Vacant(v) => {
-                if self.map.contains_key(&key) {
-                    main_entry(&mut self.map, self.generation, &mut self.young_len, key)
-                } else {
-                    v.insert(0)
+                if let Some(flags) = self.old.remove(&key) {
+                    insert_young(&mut self.young, &mut self.old, limit, key, flags);
+                }
+                match self.young.get_mut(&key) {
+                    Some(flags) => flags,
+                    None => v.insert(0),
                 }
             }
         }
     }
 
     fn remove(&mut self, key: &QidKey) {
-        if self.nursery.remove(key).is_some() {
-            // A leftover copy in the main table ages out by itself.
-            return;
-        }
-        if let Some(slot) = self.map.remove(key) {
-            if slot.generation == self.generation {
-                self.young_len -= 1;
-            }
+        // A leftover copy in a generation ages out by itself.
+        if self.nursery.remove(key).is_none() && self.young.remove(key).is_none() {
+            self.old.remove(key);
         }
     }
 
-    /// Move the nursery's ids into the main table (young generation).
+    /// Move the nursery's ids into the young generation.
     #[cold]
     fn empty_nursery(&mut self) {
-        let nursery = std::mem::replace(&mut self.nursery, new_nursery(self.nursery_limit));
+        let fresh = self.new_map(2 * self.nursery_limit);
+        let nursery = std::mem::replace(&mut self.nursery, fresh);
+        let limit = self.generation_limit();
         for (key, flags) in nursery {
-            self.rotate_if_full();
-            *main_entry(&mut self.map, self.generation, &mut self.young_len, key) = flags;
+            self.old.remove(&key);
+            insert_young(&mut self.young, &mut self.old, limit, key, flags);
         }
-    }
-
-    /// Drop the old generation when the young one is full (the main
-    /// table has what the nursery leaves of the capacity).
-    #[inline]
-    fn rotate_if_full(&mut self) {
-        if self.young_len >= (self.capacity - self.nursery_limit) / 2 {
-            let young = self.generation;
-            self.map.retain(|_, slot| slot.generation == young);
-            self.generation = !young;
-            self.young_len = 0;
-        }
-    }
-
-    /// The ids of one generation with their flags (the nursery is young).
-    fn generation_map(&self, young: bool) -> impl Iterator<Item = (&QidKey, u16)> + '_ {
-        let wanted = self.generation == young;
-        let nursery = self.nursery.iter().filter(move |_| young);
-        self.map
-            .iter()
-            .filter(move |(key, slot)| slot.generation == wanted && !self.nursery.contains_key(key))
-            .map(|(key, slot)| (key, slot.flags))
-            .chain(nursery.map(|(key, &flags)| (key, flags)))
     }
 }
 
-/// An empty nursery; twice the limit in size, so that removals make it
-/// rehash in place, never grow.
-fn new_nursery(limit: usize) -> HashMap<QidKey, u16, QidHashBuilder> {
-    HashMap::with_capacity_and_hasher(2 * limit, QidHashBuilder::default())
+/// Insert into the young generation; when it is full, it becomes the old
+/// one (the old one is dropped) and a new young one starts.
+fn insert_young(young: &mut QidMap, old: &mut QidMap, limit: usize, key: QidKey, flags: u16) {
+    if young.len() >= limit && !young.contains_key(&key) {
+        let fresh = QidMap::with_capacity_and_hasher(limit, young.hasher().clone());
+        *old = std::mem::replace(young, fresh);
+    }
+    young.insert(key, flags);
 }
 
-/// Flags of `key` in the main table, inserted or moved into the young
-/// generation.
-fn main_entry<'a>(
-    map: &'a mut HashMap<QidKey, Slot, QidHashBuilder>,
-    generation: bool,
-    young_len: &mut usize,
-    key: QidKey,
-) -> &'a mut u16 {
-    let slot = match map.entry(key) {
-        std::collections::hash_map::Entry::Occupied(o) => {
-            let slot = o.into_mut();
-            if slot.generation != generation {
-                slot.generation = generation;
-                *young_len += 1;
-            }
-            slot
-        }
-        std::collections::hash_map::Entry::Vacant(v) => {
-            *young_len += 1;
-            v.insert(Slot {
-                flags: 0,
-                generation,
-            })
-        }
-    };
-    &mut slot.flags
-}
-
-/// One generation of a [`QidTable`] serialized as a map.
+/// One generation of a [`QidTable`] serialized as a map: the young one
+/// with the nursery (which wins over a leftover copy), the old one without
+/// the ids the others hold.
 struct GenerationMap<'a> {
     table: &'a QidTable,
     young: bool,
@@ -412,7 +375,24 @@ struct GenerationMap<'a> {
 
 impl Serialize for GenerationMap<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_map(self.table.generation_map(self.young))
+        let t = self.table;
+        let flags = |(key, flags): (&QidKey, &u16)| (*key, *flags);
+        if self.young {
+            s.collect_map(
+                t.young
+                    .iter()
+                    .filter(|(key, _)| !t.nursery.contains_key(key))
+                    .chain(&t.nursery)
+                    .map(flags),
+            )
+        } else {
+            s.collect_map(
+                t.old
+                    .iter()
+                    .filter(|(key, _)| !t.nursery.contains_key(key) && !t.young.contains_key(key))
+                    .map(flags),
+            )
+        }
     }
 }
 
@@ -451,14 +431,11 @@ impl<'de> Deserialize<'de> for QidTable {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<QidTable, D::Error> {
         let saved = QidTableIn::deserialize(d)?;
         let mut table = QidTable::new(saved.capacity);
-        let young = table.generation;
-        // An id in both (not written by any version) keeps its young flags.
-        for (generation, map) in [(!young, saved.old), (young, saved.young)] {
-            for (key, flags) in map {
-                table.map.insert(key, Slot { flags, generation });
-            }
-        }
-        table.young_len = table.generation_map(true).count();
+        // Within the bound: a hand-edited file may hold more.
+        let limit = table.generation_limit();
+        table.old.extend(saved.old.into_iter().take(limit));
+        table.young.extend(saved.young.into_iter().take(limit));
+        table.old.retain(|key, _| !table.young.contains_key(key));
         Ok(table)
     }
 }
@@ -1169,6 +1146,12 @@ mod tests {
         for key in &ids {
             assert_eq!(restored.get(key), table.get(key), "{key:?}");
         }
+        // A saved capacity is bounded (it sizes an allocation).
+        let huge: QidTable = serde_json::from_value(
+            serde_json::json!({"capacity": 1u64 << 60, "young": {}, "old": {}}),
+        )
+        .unwrap();
+        assert_eq!(huge.capacity, DEFAULT_QID_CAPACITY);
         // The format of earlier versions (two maps) loads as it is.
         let saved = serde_json::json!({
             "capacity": 100,
