@@ -243,38 +243,22 @@ fn head_in_window<'a>(idx: &HeadIndex<'a>, extra_names: &[Vec<u8>]) -> Option<He
         return Some(Err(Line::Unparsed));
     }
     let slashes = idx.slash & below(name_end) & in_tag;
-    let (syslog_name, service, program) = if slashes != 0 {
-        let slash = slashes.trailing_zeros() as usize;
-        let syslog_name = &line[base + tag_start..base + slash];
-        if !is_postfix_name(syslog_name, extra_names) {
-            return Some(Err(Line::Foreign));
-        }
-        let last = (u64::BITS - 1 - slashes.leading_zeros()) as usize;
+    let parts = (slashes != 0).then(|| {
         let after_first = slashes & (slashes - 1);
+        let last = (u64::BITS - 1 - slashes.leading_zeros()) as usize;
         let service_end = if after_first != 0 {
             after_first.trailing_zeros() as usize
         } else {
             name_end
         };
         (
-            syslog_name,
-            &line[base + slash + 1..base + service_end],
-            &line[base + last + 1..base + name_end],
+            base + slashes.trailing_zeros() as usize,
+            base + service_end,
+            base + last + 1,
         )
-    } else {
-        let name = &line[base + tag_start..base + name_end];
-        if !is_postfix_name(name, extra_names) {
-            return Some(Err(Line::Foreign));
-        }
-        (name, name, name)
-    };
-    let tag = Tag {
-        syslog_name,
-        service,
-        program,
-        pid_text,
-    };
-    Some(Ok((tag, base + tag_end)))
+    });
+    let name = base + tag_start..base + name_end;
+    Some(tag_of(line, name, parts, pid_text, extra_names).map(|tag| (tag, base + tag_end)))
 }
 
 /// [`head_in_window`] for any line: searches past the indexed head when
@@ -306,35 +290,45 @@ fn head_anywhere<'a>(idx: &HeadIndex<'a>, extra_names: &[Vec<u8>]) -> Head<'a> {
     if name_end == tag_start {
         return Err(Line::Unparsed);
     }
-    let (syslog_name, service, program) = match idx.first_slash(tag_start, name_end) {
-        Some(slash) => {
-            let syslog_name = &line[tag_start..slash];
-            if !is_postfix_name(syslog_name, extra_names) {
-                return Err(Line::Foreign);
-            }
-            let program_start = idx.last_slash(slash + 1, name_end).unwrap_or(slash) + 1;
-            let service_end = idx.first_slash(slash + 1, name_end).unwrap_or(name_end);
-            (
-                syslog_name,
-                &line[slash + 1..service_end],
-                &line[program_start..name_end],
-            )
-        }
+    let parts = idx.first_slash(tag_start, name_end).map(|slash| {
+        let program_start = idx.last_slash(slash + 1, name_end).unwrap_or(slash) + 1;
+        let service_end = idx.first_slash(slash + 1, name_end).unwrap_or(name_end);
+        (slash, service_end, program_start)
+    });
+    tag_of(line, tag_start..name_end, parts, pid_text, extra_names).map(|tag| (tag, tag_end))
+}
+
+/// The tag of a name at `name` in the line: with `parts` (first `/`, end
+/// of the service, start of the program) `syslog_name/service[/...]/program`,
+/// else a bare syslog name. Not Postfix's: the line is foreign.
+#[inline(always)]
+fn tag_of<'a>(
+    line: &'a [u8],
+    name: std::ops::Range<usize>,
+    parts: Option<(usize, usize, usize)>,
+    pid_text: &'a [u8],
+    extra_names: &[Vec<u8>],
+) -> Result<Tag<'a>, Line<'a>> {
+    let (syslog_name, service, program) = match parts {
+        Some((slash, service_end, program_start)) => (
+            &line[name.start..slash],
+            &line[slash + 1..service_end],
+            &line[program_start..name.end],
+        ),
         None => {
-            let name = &line[tag_start..name_end];
-            if !is_postfix_name(name, extra_names) {
-                return Err(Line::Foreign);
-            }
-            (name, name, name)
+            let whole = &line[name];
+            (whole, whole, whole)
         }
     };
-    let tag = Tag {
+    if !is_postfix_name(syslog_name, extra_names) {
+        return Err(Line::Foreign);
+    }
+    Ok(Tag {
         syslog_name,
         service,
         program,
         pid_text,
-    };
-    Ok((tag, tag_end))
+    })
 }
 
 /// Where the host starts: after an RFC 3164 (`Nov 29 13:13:38`, optionally
