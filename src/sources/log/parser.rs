@@ -169,7 +169,7 @@ pub fn parse_line<'a>(line: &'a [u8], extra_names: &[Vec<u8>]) -> Line<'a> {
             tag,
             event: classify(&tag, &idx, tag_end + 1),
         }),
-        Err(kind) => kind,
+        Err(kind) => kind.line(),
     }
 }
 
@@ -186,13 +186,31 @@ pub fn parse_line_searching<'a>(line: &'a [u8], extra_names: &[Vec<u8>]) -> Line
             tag,
             event: classify(&tag, &idx, tag_end + 1),
         }),
-        Err(kind) => kind,
+        Err(kind) => kind.line(),
     }
 }
 
 /// The tag and the position of the space after it, or what the line is
-/// (unparsed, foreign) when it has no Postfix tag.
-type Head<'a> = Result<(Tag<'a>, usize), Line<'a>>;
+/// when it has no Postfix tag.
+type Head<'a> = Result<(Tag<'a>, usize), NotPostfix>;
+
+/// A line without a Postfix tag. Kept apart from [`Line`] so that a
+/// [`Head`] stays small: a large error variant costs copies on every line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum NotPostfix {
+    Unparsed,
+    Foreign,
+}
+
+impl NotPostfix {
+    #[inline(always)]
+    fn line<'a>(self) -> Line<'a> {
+        match self {
+            NotPostfix::Unparsed => Line::Unparsed,
+            NotPostfix::Foreign => Line::Foreign,
+        }
+    }
+}
 
 /// Host: one non-empty token. Tag: `name[pid]:` or `name:`, followed by a
 /// space or the end of the line; the name is `syslog_name[/service]/program`
@@ -208,7 +226,7 @@ fn head_in_window<'a>(idx: &HeadIndex<'a>, extra_names: &[Vec<u8>]) -> Option<He
     }
     let host_len = idx.space.trailing_zeros() as usize;
     if host_len == 0 {
-        return Some(Err(Line::Unparsed));
+        return Some(Err(NotPostfix::Unparsed));
     }
     let tag_start = host_len + 1;
     if tag_start >= HEAD {
@@ -223,7 +241,7 @@ fn head_in_window<'a>(idx: &HeadIndex<'a>, extra_names: &[Vec<u8>]) -> Option<He
         return None;
     };
     if tag_end <= tag_start || line[base + tag_end - 1] != b':' {
-        return Some(Err(Line::Unparsed));
+        return Some(Err(NotPostfix::Unparsed));
     }
     let colon = tag_end - 1;
     // Bits below `end` (`end < 64`), and bits from the tag's start on.
@@ -233,14 +251,14 @@ fn head_in_window<'a>(idx: &HeadIndex<'a>, extra_names: &[Vec<u8>]) -> Option<He
     let (name_end, pid_text) = if opens != 0 {
         let open = opens.trailing_zeros() as usize;
         if colon < open + 2 || line[base + colon - 1] != b']' {
-            return Some(Err(Line::Unparsed));
+            return Some(Err(NotPostfix::Unparsed));
         }
         (open, &line[base + open + 1..base + colon - 1])
     } else {
         (colon, &[][..])
     };
     if name_end == tag_start {
-        return Some(Err(Line::Unparsed));
+        return Some(Err(NotPostfix::Unparsed));
     }
     let slashes = idx.slash & below(name_end) & in_tag;
     let parts = (slashes != 0).then(|| {
@@ -267,28 +285,28 @@ fn head_in_window<'a>(idx: &HeadIndex<'a>, extra_names: &[Vec<u8>]) -> Option<He
 fn head_anywhere<'a>(idx: &HeadIndex<'a>, extra_names: &[Vec<u8>]) -> Head<'a> {
     let (line, host_start) = (idx.line, idx.base);
     let Some(host_end) = idx.space_from(host_start) else {
-        return Err(Line::Unparsed);
+        return Err(NotPostfix::Unparsed);
     };
     if host_end == host_start {
-        return Err(Line::Unparsed);
+        return Err(NotPostfix::Unparsed);
     }
     let tag_start = host_end + 1;
     let tag_end = idx.space_from(tag_start).unwrap_or(line.len());
     if tag_end <= tag_start || line[tag_end - 1] != b':' {
-        return Err(Line::Unparsed);
+        return Err(NotPostfix::Unparsed);
     }
     let colon = tag_end - 1;
     let (name_end, pid_text) = match idx.first_open(tag_start, colon) {
         Some(open) => {
             if colon < open + 2 || line[colon - 1] != b']' {
-                return Err(Line::Unparsed);
+                return Err(NotPostfix::Unparsed);
             }
             (open, &line[open + 1..colon - 1])
         }
         None => (colon, &[][..]),
     };
     if name_end == tag_start {
-        return Err(Line::Unparsed);
+        return Err(NotPostfix::Unparsed);
     }
     let parts = idx.first_slash(tag_start, name_end).map(|slash| {
         let program_start = idx.last_slash(slash + 1, name_end).unwrap_or(slash) + 1;
@@ -308,7 +326,7 @@ fn tag_of<'a>(
     parts: Option<(usize, usize, usize)>,
     pid_text: &'a [u8],
     extra_names: &[Vec<u8>],
-) -> Result<Tag<'a>, Line<'a>> {
+) -> Result<Tag<'a>, NotPostfix> {
     let (syslog_name, service, program) = match parts {
         Some((slash, service_end, program_start)) => (
             &line[name.start..slash],
@@ -321,7 +339,7 @@ fn tag_of<'a>(
         }
     };
     if !is_postfix_name(syslog_name, extra_names) {
-        return Err(Line::Foreign);
+        return Err(NotPostfix::Foreign);
     }
     Ok(Tag {
         syslog_name,
