@@ -310,12 +310,6 @@ struct Reader {
     linger: Duration,
 }
 
-struct ReadResult {
-    lines: u64,
-    bytes: u64,
-    budget_exhausted: bool,
-}
-
 impl Reader {
     fn open(path: &Path, offset: u64, linger: Duration) -> io::Result<Reader> {
         let file = File::open(path)?;
@@ -346,7 +340,9 @@ impl Reader {
         }
     }
 
-    /// Reads to end of file (or until the budget is used), delivering complete lines.
+    /// Reads to end of file (or until the budget is used), delivering
+    /// complete lines and adding them and the bytes read to `out`. `true`
+    /// when the budget ran out first.
     // The arguments are disjoint borrows of the follower's fields; bundling
     // them in a struct would not make the callers clearer.
     #[allow(clippy::too_many_arguments)]
@@ -358,16 +354,12 @@ impl Reader {
         buf: &mut [u8],
         max_line: usize,
         status: &mut PathCounters,
-        events: &mut Vec<FollowEvent>,
-    ) -> io::Result<ReadResult> {
-        let mut result = ReadResult {
-            lines: 0,
-            bytes: 0,
-            budget_exhausted: false,
-        };
+        out: &mut PollOutcome,
+    ) -> io::Result<bool> {
+        let mut budget_exhausted = false;
         loop {
             if *budget == 0 {
-                result.budget_exhausted = true;
+                budget_exhausted = true;
                 break;
             }
             let want = buf
@@ -388,16 +380,16 @@ impl Reader {
                     sink.line(segment);
                 } else {
                     self.append_capped(segment, max_line);
-                    self.deliver_partial(configured, sink, status, events);
+                    self.deliver_partial(configured, sink, status, &mut out.events);
                 }
-                result.lines += 1;
+                out.lines += 1;
                 status.lines += 1;
                 self.offset = chunk_base + nl as u64 + 1;
                 start = nl + 1;
             }
             self.append_capped(&chunk[start..], max_line);
             self.read_pos += n as u64;
-            result.bytes += n as u64;
+            out.bytes += n as u64;
             *budget = budget.saturating_sub(n as u64);
             self.last_data = Instant::now();
         }
@@ -406,7 +398,7 @@ impl Reader {
                 self.fingerprint = fp;
             }
         }
-        Ok(result)
+        Ok(budget_exhausted)
     }
 
     fn append_capped(&mut self, bytes: &[u8], max_line: usize) {
@@ -871,17 +863,13 @@ impl LogFollower {
                     &mut self.buf,
                     max_line,
                     &mut p.counters,
-                    &mut out.events,
+                    out,
                 ) {
-                    Ok(r) => {
-                        out.lines += r.lines;
-                        out.bytes += r.bytes;
-                        if r.budget_exhausted {
-                            out.more = true;
-                            return;
-                        }
-                        reader.last_data.elapsed() >= reader.linger
+                    Ok(true) => {
+                        out.more = true;
+                        return;
                     }
+                    Ok(false) => reader.last_data.elapsed() >= reader.linger,
                     Err(e) => {
                         out.events.push(FollowEvent::Error {
                             path: path.clone(),
@@ -1031,12 +1019,10 @@ impl LogFollower {
             &mut self.buf,
             max_line,
             &mut p.counters,
-            &mut out.events,
+            out,
         ) {
-            Ok(r) => {
-                out.lines += r.lines;
-                out.bytes += r.bytes;
-                out.more |= r.budget_exhausted;
+            Ok(budget_exhausted) => {
+                out.more |= budget_exhausted;
                 self.set_state(idx, PathState::Following, out);
             }
             Err(e) => {
@@ -1126,7 +1112,7 @@ impl LogFollower {
                     inode: copy_reader.inode,
                     offset: copy_reader.offset,
                 });
-                let res = copy_reader
+                out.more |= copy_reader
                     .read_available(
                         &path,
                         sink,
@@ -1134,12 +1120,9 @@ impl LogFollower {
                         &mut self.buf,
                         max_line,
                         &mut p.counters,
-                        &mut out.events,
+                        out,
                     )
                     .map_err(|e| io_message("read", &copy_reader.found_at, &e))?;
-                out.lines += res.lines;
-                out.bytes += res.bytes;
-                out.more |= res.budget_exhausted;
                 // Finished (and its last partial line delivered) by the rotated loop.
                 p.rotated.push(copy_reader);
             }
