@@ -8,6 +8,7 @@
 mod support;
 
 use std::fs;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,7 +19,7 @@ use support::snmpd::{Snmpd, SnmpdOptions};
 use support::wait_until;
 use support::workload::{
     append, chown_nobody, health_table, parsed_counters, set_mode, tail, wait_counters_equal,
-    wait_health, AgentProc, LineGenerator, RunAs,
+    wait_health, AgentProc, HealthRow, LineGenerator, RunAs,
 };
 
 fn temp_dir(prefix: &str) -> tempfile::TempDir {
@@ -26,6 +27,69 @@ fn temp_dir(prefix: &str) -> tempfile::TempDir {
         .prefix(prefix)
         .tempdir()
         .expect("temp dir")
+}
+
+/// A new temp dir named after `prefix` holding `maillog` with `lines` generated
+/// lines; returns the dir, the log's path and the generator, to write more.
+fn temp_log(prefix: &str, lines: usize) -> (tempfile::TempDir, PathBuf, LineGenerator) {
+    let dir = temp_dir(prefix);
+    let log = dir.path().join("maillog");
+    let mut gen = LineGenerator::new();
+    append(&log, &gen.take(lines));
+    (dir, log, gen)
+}
+
+/// Waits up to 20 s for the served counters to equal `parse`'s over `log`.
+fn wait_counters_as_parsed(snmpd: &Snmpd, log: &Path, agent_log: impl Fn() -> String) {
+    wait_counters_equal(
+        snmpd,
+        &parsed_counters(&[log.to_path_buf()]),
+        Duration::from_secs(20),
+        agent_log,
+    );
+}
+
+/// Waits up to 10 s for health row `source` to satisfy `pred` (`what` names it
+/// in the failure message); returns the row.
+fn wait_row(
+    snmpd: &Snmpd,
+    source: &str,
+    what: &str,
+    agent_log: impl Fn() -> String,
+    pred: impl FnMut(&HealthRow) -> bool,
+) -> HealthRow {
+    wait_health(
+        snmpd,
+        source,
+        Duration::from_secs(10),
+        what,
+        agent_log,
+        pred,
+    )
+}
+
+/// Waits up to 10 s for health row `source` to be ok (status 1); returns the row.
+fn wait_health_ok(
+    snmpd: &Snmpd,
+    source: &str,
+    what: &str,
+    agent_log: impl Fn() -> String,
+) -> HealthRow {
+    wait_row(snmpd, source, what, agent_log, |r| r.status == 1)
+}
+
+/// Waits up to 10 s for health row `source` to be in error (status 2) with
+/// `needle` in its last error; returns the row.
+fn wait_health_error(
+    snmpd: &Snmpd,
+    source: &str,
+    what: &str,
+    needle: &str,
+    agent_log: impl Fn() -> String,
+) -> HealthRow {
+    wait_row(snmpd, source, what, agent_log, |r| {
+        r.status == 2 && r.last_error.contains(needle)
+    })
 }
 
 fn agent_config(snmpd: &Snmpd, log: &Path, state: &Path) -> String {
@@ -105,26 +169,15 @@ struct WalkStats {
 #[test]
 fn snmpd_sigkilled_20_times_during_a_bulkwalk_loop() {
     let mut snmpd = Snmpd::start().unwrap();
-    let dir = temp_dir("pfagentx-fault-snmpd-");
-    let log = dir.path().join("maillog");
-    let mut gen = LineGenerator::new();
-    append(&log, &gen.take(500));
+    let (dir, log, _gen) = temp_log("pfagentx-fault-snmpd-", 500);
     let agent = AgentProc::start(
         dir.path(),
         &agent_config(&snmpd, &log, &dir.path().join("state")),
         RunAs::Current,
     );
-    let want = parsed_counters(std::slice::from_ref(&log));
-    wait_counters_equal(&snmpd, &want, Duration::from_secs(20), || agent.log());
+    wait_counters_as_parsed(&snmpd, &log, || agent.log());
     // The state row appears with the first save; the walk is stable after it.
-    wait_health(
-        &snmpd,
-        "state",
-        Duration::from_secs(10),
-        "saved",
-        || agent.log(),
-        |r| r.status == 1,
-    );
+    wait_health_ok(&snmpd, "state", "saved", || agent.log());
     let baseline = bulkwalk(&snmpd).unwrap_or_else(|(e, _)| panic!("baseline walk: {e}"));
     assert!(baseline.len() > 50, "{baseline:?}");
 
@@ -270,33 +323,14 @@ fn log_deleted_truncated_replaced_by_a_directory_and_unreadable() {
     );
     let agent_log = || agent.log();
     let check = |what: &str| {
-        wait_counters_equal(
-            &snmpd,
-            &parsed_counters(std::slice::from_ref(&all)),
-            Duration::from_secs(20),
-            agent_log,
-        );
-        wait_health(
-            &snmpd,
-            "log",
-            Duration::from_secs(10),
-            what,
-            agent_log,
-            |r| r.status == 1,
-        );
+        wait_counters_as_parsed(&snmpd, &all, agent_log);
+        wait_health_ok(&snmpd, "log", what, agent_log);
     };
     check("ok at start");
 
     // 1. Deleted: the agent waits for it and says so; a new file is read whole.
     fs::remove_file(&log).unwrap();
-    let row = wait_health(
-        &snmpd,
-        "log",
-        Duration::from_secs(10),
-        "the deleted log",
-        agent_log,
-        |r| r.status == 2 && r.last_error.contains("waiting"),
-    );
+    let row = wait_health_error(&snmpd, "log", "the deleted log", "waiting", agent_log);
     eprintln!("deleted: {row:?}");
     write(300);
     check("ok after the log came back");
@@ -318,14 +352,7 @@ fn log_deleted_truncated_replaced_by_a_directory_and_unreadable() {
     // 3. Replaced by a directory.
     fs::remove_file(&log).unwrap();
     fs::create_dir(&log).unwrap();
-    let row = wait_health(
-        &snmpd,
-        "log",
-        Duration::from_secs(10),
-        "the directory",
-        agent_log,
-        |r| r.status == 2 && r.last_error.contains("directory"),
-    );
+    let row = wait_health_error(&snmpd, "log", "the directory", "directory", agent_log);
     eprintln!("directory: {row:?}");
     fs::remove_dir(&log).unwrap();
     write(200);
@@ -335,17 +362,18 @@ fn log_deleted_truncated_replaced_by_a_directory_and_unreadable() {
     write(100);
     let rotated = logdir.join("maillog.1");
     fs::rename(&log, &rotated).unwrap();
-    fs::write(&log, "").unwrap();
-    set_mode(&log, 0o000);
+    // Created unreadable, not made so afterwards: the agent may open a new
+    // file as soon as it appears (it did, now and then, before the chmod).
+    fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o000)
+        .open(&log)
+        .unwrap();
     write(150);
-    let row = wait_health(
-        &snmpd,
-        "log",
-        Duration::from_secs(10),
-        "permission denied",
-        agent_log,
-        |r| r.status == 2 && r.last_error.to_lowercase().contains("permission denied"),
-    );
+    let row = wait_row(&snmpd, "log", "permission denied", agent_log, |r| {
+        r.status == 2 && r.last_error.to_lowercase().contains("permission denied")
+    });
     eprintln!("unreadable: {row:?}");
     // Still serving while the log is unreadable: the rotated file was finished.
     assert!(
@@ -424,98 +452,51 @@ fn state_directory_full_then_read_only() {
         "this test mounts a tmpfs and needs root (as CI does)"
     );
     let snmpd = Snmpd::start().unwrap();
-    let dir = temp_dir("pfagentx-fault-state-");
+    let (dir, log, mut gen) = temp_log("pfagentx-fault-state-", 300);
     let state = dir.path().join("state");
     let tmpfs = Tmpfs::mount(&state, "64k");
-    let log = dir.path().join("maillog");
-    let mut gen = LineGenerator::new();
-    append(&log, &gen.take(300));
     let mut agent = AgentProc::start(
         dir.path(),
         &agent_config(&snmpd, &log, &state),
         RunAs::Current,
     );
     let agent_log = || fs::read_to_string(dir.path().join("agent.log")).unwrap_or_default();
-    wait_counters_equal(
-        &snmpd,
-        &parsed_counters(std::slice::from_ref(&log)),
-        Duration::from_secs(20),
-        agent_log,
-    );
-    wait_health(
-        &snmpd,
-        "state",
-        Duration::from_secs(10),
-        "ok",
-        agent_log,
-        |r| r.status == 1,
-    );
+    wait_counters_as_parsed(&snmpd, &log, agent_log);
+    wait_health_ok(&snmpd, "state", "ok", agent_log);
 
     // Full: saving fails, counting and serving go on.
     let filler = fill(&state);
     append(&log, &gen.take(200));
-    let row = wait_health(
-        &snmpd,
-        "state",
-        Duration::from_secs(10),
-        "a full disk",
-        agent_log,
-        |r| r.status == 2 && r.last_error.contains("No space left"),
-    );
+    let row = wait_health_error(&snmpd, "state", "a full disk", "No space left", agent_log);
     eprintln!("full: {row:?}");
     assert!(
         agent_log().contains("cannot save the state"),
         "{}",
         agent_log()
     );
-    wait_counters_equal(
-        &snmpd,
-        &parsed_counters(std::slice::from_ref(&log)),
-        Duration::from_secs(20),
-        agent_log,
-    );
+    wait_counters_as_parsed(&snmpd, &log, agent_log);
     // Space again: the next save works without waiting for new log lines.
     fs::remove_file(&filler).unwrap();
-    wait_health(
-        &snmpd,
-        "state",
-        Duration::from_secs(10),
-        "ok after freeing space",
-        agent_log,
-        |r| r.status == 1,
-    );
+    wait_health_ok(&snmpd, "state", "ok after freeing space", agent_log);
 
     // Read-only.
     tmpfs.remount("ro");
     append(&log, &gen.take(200));
-    let row = wait_health(
+    let row = wait_health_error(
         &snmpd,
         "state",
-        Duration::from_secs(10),
         "a read-only file system",
+        "Read-only",
         agent_log,
-        |r| r.status == 2 && r.last_error.contains("Read-only"),
     );
     eprintln!("read-only: {row:?}");
     tmpfs.remount("rw");
-    wait_health(
-        &snmpd,
-        "state",
-        Duration::from_secs(10),
-        "ok after rw",
-        agent_log,
-        |r| r.status == 1,
-    );
+    wait_health_ok(&snmpd, "state", "ok after rw", agent_log);
 
     // A crash now loses nothing: the restart resumes from the last save.
     append(&log, &gen.take(100));
     agent.restart_after_kill();
-    wait_counters_equal(
-        &snmpd,
-        &parsed_counters(std::slice::from_ref(&log)),
-        Duration::from_secs(20),
-        agent_log,
-    );
+    wait_counters_as_parsed(&snmpd, &log, agent_log);
     assert!(
         agent_log().contains("resuming counters and log positions"),
         "{}",
@@ -586,10 +567,7 @@ fn clock_jump_backwards_changes_no_count() {
         );
     };
     let snmpd = Snmpd::start().unwrap();
-    let dir = temp_dir("pfagentx-fault-clock-");
-    let log = dir.path().join("maillog");
-    let mut gen = LineGenerator::new();
-    append(&log, &gen.take(300));
+    let (dir, log, mut gen) = temp_log("pfagentx-fault-clock-", 300);
     let offset_file = dir.path().join("faketime");
     fs::write(&offset_file, "+0\n").unwrap();
     let config = agent_config(&snmpd, &log, &dir.path().join("state"));
@@ -604,30 +582,13 @@ fn clock_jump_backwards_changes_no_count() {
             ("DONT_FAKE_MONOTONIC", "1".into()),
         ],
     );
-    wait_counters_equal(
-        &snmpd,
-        &parsed_counters(std::slice::from_ref(&log)),
-        Duration::from_secs(20),
-        || agent.log(),
-    );
+    wait_counters_as_parsed(&snmpd, &log, || agent.log());
     // Jump the agent's wall clock back by a day, then count more lines.
     fs::write(&offset_file, "-1d\n").unwrap();
     std::thread::sleep(Duration::from_secs(2));
     append(&log, &gen.take(300));
-    wait_counters_equal(
-        &snmpd,
-        &parsed_counters(std::slice::from_ref(&log)),
-        Duration::from_secs(20),
-        || agent.log(),
-    );
-    let state = wait_health(
-        &snmpd,
-        "state",
-        Duration::from_secs(10),
-        "saves after the jump",
-        || agent.log(),
-        |r| r.status == 1,
-    );
+    wait_counters_as_parsed(&snmpd, &log, || agent.log());
+    let state = wait_health_ok(&snmpd, "state", "saves after the jump", || agent.log());
     eprintln!("after the jump: {state:?}");
     // The jump took effect: the agent's own log lines are dated yesterday.
     let yesterday = Command::new("date")
