@@ -24,6 +24,50 @@ fn options() -> FollowOptions {
     }
 }
 
+/// Whether any event collected in `$c.events` matches the pattern (an `if` guard may follow it).
+macro_rules! saw_event {
+    ($c:expr, $($pattern:tt)+) => {
+        $c.events.iter().any(|e| matches!(e, $($pattern)+))
+    };
+}
+
+/// Asserts that some event collected in `$c.events` matches the pattern, printing them all if none does.
+macro_rules! assert_event {
+    ($c:expr, $($pattern:tt)+) => {
+        assert!(saw_event!($c, $($pattern)+), "{:?}", $c.events)
+    };
+}
+
+/// How many events collected in `$c.events` match the pattern.
+macro_rules! count_events {
+    ($c:expr, $($pattern:tt)+) => {
+        $c.events.iter().filter(|e| matches!(e, $($pattern)+)).count()
+    };
+}
+
+/// A follower of `log` alone, with the test options, starting from `saved` or else `start`.
+fn follower(log: &Path, saved: &[FilePosition], start: StartFrom) -> LogFollower {
+    follower_with(log, saved, start, options())
+}
+
+/// A follower of `log` alone, with the options `opts`, starting from `saved` or else `start`.
+fn follower_with(
+    log: &Path,
+    saved: &[FilePosition],
+    start: StartFrom,
+    opts: FollowOptions,
+) -> LogFollower {
+    LogFollower::new(vec![log.to_path_buf()], saved, start, opts).expect("follower")
+}
+
+/// A new temp dir holding `mail.log` with `text` in it; returns the dir and the log's path.
+fn temp_log(text: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("mail.log");
+    fs::write(&log, text).unwrap();
+    (dir, log)
+}
+
 fn logrotate_binary() -> &'static str {
     for p in [
         "/usr/sbin/logrotate",
@@ -94,6 +138,16 @@ fn follow_until(
         }
         f.wait(Duration::from_millis(50)).expect("wait");
     }
+}
+
+/// Follows until `c` holds `count` lines or `timeout` passes.
+fn follow_until_lines(f: &mut LogFollower, c: &mut Collected, timeout: Duration, count: usize) {
+    follow_until(f, c, timeout, |c| c.lines.len() >= count);
+}
+
+/// Follows until `c` holds `count` distinct numbers or `timeout` passes.
+fn follow_until_numbers(f: &mut LogFollower, c: &mut Collected, timeout: Duration, count: u64) {
+    follow_until(f, c, timeout, |c| c.numbers().len() as u64 >= count);
 }
 
 fn append(path: &Path, text: &str) {
@@ -232,13 +286,7 @@ fn rotate_while_writing(
     rotations: usize,
 ) -> (Collected, u64) {
     let state = dir.join("logrotate.state");
-    let mut f = LogFollower::new(
-        vec![log.to_path_buf()],
-        &[],
-        StartFrom::Beginning,
-        options(),
-    )
-    .expect("follower");
+    let mut f = follower(log, &[], StartFrom::Beginning);
     let mut c = Collected::default();
     for _ in 0..rotations {
         follow_until(&mut f, &mut c, Duration::from_millis(300), |_| false);
@@ -246,9 +294,7 @@ fn rotate_while_writing(
     }
     follow_until(&mut f, &mut c, Duration::from_millis(300), |_| false);
     let total = writer.stop();
-    follow_until(&mut f, &mut c, Duration::from_secs(3), |c| {
-        c.numbers().len() as u64 >= total
-    });
+    follow_until_numbers(&mut f, &mut c, Duration::from_secs(3), total);
     // Let rotated files close, and make sure nothing arrives twice later.
     follow_until(&mut f, &mut c, Duration::from_millis(600), |_| false);
     (c, total)
@@ -256,10 +302,8 @@ fn rotate_while_writing(
 
 #[test]
 fn appends_and_partial_line_held_until_complete() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("mail.log");
-    fs::write(&log, "first\nsecond\nthi").unwrap();
-    let mut f = LogFollower::new(vec![log.clone()], &[], StartFrom::Beginning, options()).unwrap();
+    let (_dir, log) = temp_log("first\nsecond\nthi");
+    let mut f = follower(&log, &[], StartFrom::Beginning);
     let mut c = Collected::default();
     poll_once(&mut f, &mut c);
     assert_eq!(c.texts(), ["first", "second"]);
@@ -271,26 +315,19 @@ fn appends_and_partial_line_held_until_complete() {
     );
     assert_ne!(pos[0].fingerprint, 0);
     append(&log, "rd\nfourth\n");
-    follow_until(&mut f, &mut c, Duration::from_secs(2), |c| {
-        c.lines.len() >= 4
-    });
+    follow_until_lines(&mut f, &mut c, Duration::from_secs(2), 4);
     assert_eq!(c.texts(), ["first", "second", "third", "fourth"]);
     assert_eq!(f.positions()[0].offset, fs::metadata(&log).unwrap().len());
     assert!(matches!(f.status()[0].state, PathState::Following));
-    assert!(c
-        .events
-        .iter()
-        .any(|e| matches!(e, FollowEvent::Opened { offset: 0, .. })));
+    assert_event!(c, FollowEvent::Opened { offset: 0, .. });
 }
 
 #[test]
 fn wait_wakes_on_append_without_polling() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("mail.log");
-    fs::write(&log, "").unwrap();
+    let (_dir, log) = temp_log("");
     let mut opts = options();
     opts.fallback_interval = Duration::from_secs(30);
-    let mut f = LogFollower::new(vec![log.clone()], &[], StartFrom::Beginning, opts).unwrap();
+    let mut f = follower_with(&log, &[], StartFrom::Beginning, opts);
     let mut c = Collected::default();
     poll_once(&mut f, &mut c);
     let log2 = log.clone();
@@ -332,20 +369,8 @@ fn logrotate_create_while_writing_loses_and_repeats_nothing() {
         "logrotate did not rotate 3 times"
     );
     assert_each_once(&c, total);
-    assert!(
-        c.events
-            .iter()
-            .filter(|e| matches!(e, FollowEvent::Rotated { .. }))
-            .count()
-            >= 3
-    );
-    assert!(
-        c.events
-            .iter()
-            .filter(|e| matches!(e, FollowEvent::Finished { .. }))
-            .count()
-            >= 3
-    );
+    assert!(count_events!(c, FollowEvent::Rotated { .. }) >= 3);
+    assert!(count_events!(c, FollowEvent::Finished { .. }) >= 3);
 }
 
 #[test]
@@ -403,21 +428,13 @@ fn logrotate_copytruncate_repeats_nothing_and_loses_only_what_copytruncate_lost(
         "copytruncate lost {} of {total} lines, more than its copy window explains",
         lost.len()
     );
-    assert!(
-        c.events
-            .iter()
-            .filter(|e| matches!(e, FollowEvent::Truncated { .. }))
-            .count()
-            >= 3
-    );
+    assert!(count_events!(c, FollowEvent::Truncated { .. }) >= 3);
 }
 
 #[test]
 fn delete_and_recreate_while_writing() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("mail.log");
-    fs::write(&log, "").unwrap();
-    let mut f = LogFollower::new(vec![log.clone()], &[], StartFrom::Beginning, options()).unwrap();
+    let (_dir, log) = temp_log("");
+    let mut f = follower(&log, &[], StartFrom::Beginning);
     // Each file lives for ~100 ms: a file created and deleted entirely
     // between two looks would be lost to anyone, so keep them longer than that.
     let mut writer = Writer::spawn(log.clone(), None, Some(1000));
@@ -428,9 +445,7 @@ fn delete_and_recreate_while_writing() {
         total > 3000,
         "writer wrote only {total} lines, too few deletions"
     );
-    follow_until(&mut f, &mut c, Duration::from_secs(3), |c| {
-        c.numbers().len() as u64 >= total
-    });
+    follow_until_numbers(&mut f, &mut c, Duration::from_secs(3), total);
     follow_until(&mut f, &mut c, Duration::from_millis(500), |_| false);
     assert_each_once(&c, total);
 }
@@ -440,87 +455,64 @@ fn saved_through_json(f: &LogFollower) -> Vec<FilePosition> {
     serde_json::from_str(&json).unwrap()
 }
 
+/// Reads `log` from its beginning into `c` with a follower that then stops;
+/// returns the positions it leaves, through JSON as a restart finds them.
+fn read_and_save(log: &Path, c: &mut Collected) -> Vec<FilePosition> {
+    let mut f = follower(log, &[], StartFrom::Beginning);
+    poll_once(&mut f, c);
+    saved_through_json(&f)
+}
+
+/// A restart's starting point: a new temp dir whose `mail.log` holds the lines
+/// numbered `range`, all read by a follower that then stopped; returns the dir,
+/// the log's path, what was read and the positions it saved (through JSON).
+fn numbered_log_read_then_stopped(
+    range: std::ops::Range<u64>,
+) -> (tempfile::TempDir, PathBuf, Collected, Vec<FilePosition>) {
+    let (dir, log) = temp_log(&numbered(range));
+    let mut c = Collected::default();
+    let saved = read_and_save(&log, &mut c);
+    (dir, log, c, saved)
+}
+
 #[test]
 fn restart_after_rotation_while_stopped_finishes_old_file_then_new() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("mail.log");
-    fs::write(&log, numbered(0..100)).unwrap();
-    let mut c = Collected::default();
-    let saved = {
-        let mut f =
-            LogFollower::new(vec![log.clone()], &[], StartFrom::Beginning, options()).unwrap();
-        poll_once(&mut f, &mut c);
-        saved_through_json(&f)
-    };
+    let (dir, log, mut c, saved) = numbered_log_read_then_stopped(0..100);
     assert_eq!(c.numbers().len(), 100);
     // While "stopped": more lines, a partial one, rotation by rename, more lines.
     append(&log, &numbered(100..150));
     append(&log, "n=150 partial");
     fs::rename(&log, dir.path().join("mail.log-20261129")).unwrap();
     fs::write(&log, numbered(151..180)).unwrap();
-    let mut f = LogFollower::new(vec![log.clone()], &saved, StartFrom::End, options()).unwrap();
-    follow_until(&mut f, &mut c, Duration::from_secs(2), |c| {
-        c.numbers().len() >= 180
-    });
+    let mut f = follower(&log, &saved, StartFrom::End);
+    follow_until_numbers(&mut f, &mut c, Duration::from_secs(2), 180);
     assert_each_once(&c, 180);
-    assert!(
-        c.events
-            .iter()
-            .any(|e| matches!(e, FollowEvent::ResumedRotated { .. })),
-        "{:?}",
-        c.events
-    );
+    assert_event!(c, FollowEvent::ResumedRotated { .. });
 }
 
 #[test]
 fn restart_after_two_rotations_and_compression_reports_loss() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("mail.log");
-    fs::write(&log, numbered(0..10)).unwrap();
-    let mut c = Collected::default();
-    let saved = {
-        let mut f =
-            LogFollower::new(vec![log.clone()], &[], StartFrom::Beginning, options()).unwrap();
-        poll_once(&mut f, &mut c);
-        saved_through_json(&f)
-    };
+    let (dir, log, mut c, saved) = numbered_log_read_then_stopped(0..10);
     append(&log, &numbered(10..20));
     // Compressed rotation: the old inode is gone.
     let gz = dir.path().join("mail.log.1.gz");
     fs::write(&gz, fs::read(&log).unwrap()).unwrap();
     fs::remove_file(&log).unwrap();
     fs::write(&log, numbered(20..30)).unwrap();
-    let mut f = LogFollower::new(vec![log.clone()], &saved, StartFrom::End, options()).unwrap();
-    follow_until(&mut f, &mut c, Duration::from_secs(1), |c| {
-        c.numbers().len() >= 20
-    });
+    let mut f = follower(&log, &saved, StartFrom::End);
+    follow_until_numbers(&mut f, &mut c, Duration::from_secs(1), 20);
     let numbers = c.numbers();
     assert!(
         (20..30).all(|n| numbers.get(&n) == Some(&1)),
         "current file read from 0"
     );
     assert!((10..20).all(|n| !numbers.contains_key(&n)));
-    assert!(
-        c.events
-            .iter()
-            .any(|e| matches!(e, FollowEvent::SavedFileLost { offset, .. } if *offset > 0)),
-        "{:?}",
-        c.events
-    );
+    assert_event!(c, FollowEvent::SavedFileLost { offset, .. } if *offset > 0);
 }
 
 #[test]
 fn restart_after_copytruncate_while_stopped_reads_rest_from_copy() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("mail.log");
-    fs::write(&log, numbered(0..50)).unwrap();
-    let mut c = Collected::default();
-    let saved = {
-        let mut f =
-            LogFollower::new(vec![log.clone()], &[], StartFrom::Beginning, options()).unwrap();
-        poll_once(&mut f, &mut c);
-        saved_through_json(&f)
-    };
+    let (dir, log, mut c, saved) = numbered_log_read_then_stopped(0..50);
     append(&log, &numbered(50..70));
     fs::copy(&log, dir.path().join("mail.log.1")).unwrap();
     // Truncate in place, then write more than we had read (same inode, new first line).
@@ -531,47 +523,29 @@ fn restart_after_copytruncate_while_stopped_reads_rest_from_copy() {
         .set_len(0)
         .unwrap();
     append(&log, &numbered(70..200));
-    let mut f = LogFollower::new(vec![log.clone()], &saved, StartFrom::End, options()).unwrap();
-    follow_until(&mut f, &mut c, Duration::from_secs(2), |c| {
-        c.numbers().len() >= 200
-    });
+    let mut f = follower(&log, &saved, StartFrom::End);
+    follow_until_numbers(&mut f, &mut c, Duration::from_secs(2), 200);
     assert_each_once(&c, 200);
 }
 
 #[test]
 fn restart_same_file_resumes_at_saved_offset() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("mail.log");
-    fs::write(&log, numbered(0..30)).unwrap();
-    let mut c = Collected::default();
-    let saved = {
-        let mut f =
-            LogFollower::new(vec![log.clone()], &[], StartFrom::Beginning, options()).unwrap();
-        poll_once(&mut f, &mut c);
-        saved_through_json(&f)
-    };
+    let (_dir, log, mut c, saved) = numbered_log_read_then_stopped(0..30);
     append(&log, &numbered(30..40));
-    let mut f =
-        LogFollower::new(vec![log.clone()], &saved, StartFrom::Beginning, options()).unwrap();
-    follow_until(&mut f, &mut c, Duration::from_secs(1), |c| {
-        c.numbers().len() >= 40
-    });
+    let mut f = follower(&log, &saved, StartFrom::Beginning);
+    follow_until_numbers(&mut f, &mut c, Duration::from_secs(1), 40);
     assert_each_once(&c, 40);
 }
 
 #[test]
 fn start_from_end_skips_history_but_not_a_line_being_written() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("mail.log");
-    fs::write(&log, "old 1\nold 2\nnew be").unwrap();
-    let mut f = LogFollower::new(vec![log.clone()], &[], StartFrom::End, options()).unwrap();
+    let (_dir, log) = temp_log("old 1\nold 2\nnew be");
+    let mut f = follower(&log, &[], StartFrom::End);
     let mut c = Collected::default();
     poll_once(&mut f, &mut c);
     assert!(c.lines.is_empty());
     append(&log, "gins\nnext\n");
-    follow_until(&mut f, &mut c, Duration::from_secs(1), |c| {
-        c.lines.len() >= 2
-    });
+    follow_until_lines(&mut f, &mut c, Duration::from_secs(1), 2);
     assert_eq!(c.texts(), ["new begins", "next"]);
 }
 
@@ -582,35 +556,29 @@ fn missing_file_and_directory_at_start_then_created() {
     let log = logdir.join("mail.log");
     let mut opts = options();
     opts.fallback_interval = Duration::from_millis(100);
-    let mut f = LogFollower::new(vec![log.clone()], &[], StartFrom::End, opts).unwrap();
+    let mut f = follower_with(&log, &[], StartFrom::End, opts);
     let mut c = Collected::default();
     poll_once(&mut f, &mut c);
     assert!(matches!(&f.status()[0].state, PathState::Waiting(m) if m.contains("does not exist")));
     fs::create_dir(&logdir).unwrap();
     fs::write(&log, "a\nb\n").unwrap();
     // Created after start: read from its beginning even with StartFrom::End.
-    follow_until(&mut f, &mut c, Duration::from_secs(2), |c| {
-        c.lines.len() >= 2
-    });
+    follow_until_lines(&mut f, &mut c, Duration::from_secs(2), 2);
     assert_eq!(c.texts(), ["a", "b"]);
     assert!(matches!(f.status()[0].state, PathState::Following));
 }
 
 #[test]
 fn replaced_by_directory_reports_error_then_recovers() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("mail.log");
-    fs::write(&log, "one\n").unwrap();
-    let mut f = LogFollower::new(vec![log.clone()], &[], StartFrom::Beginning, options()).unwrap();
+    let (_dir, log) = temp_log("one\n");
+    let mut f = follower(&log, &[], StartFrom::Beginning);
     let mut c = Collected::default();
     poll_once(&mut f, &mut c);
     append(&log, "two\n");
     fs::remove_file(&log).unwrap();
     fs::create_dir(&log).unwrap();
     follow_until(&mut f, &mut c, Duration::from_secs(1), |c| {
-        c.events
-            .iter()
-            .any(|e| matches!(e, FollowEvent::Error { .. }))
+        saw_event!(c, FollowEvent::Error { .. })
     });
     assert_eq!(c.texts(), ["one", "two"]);
     let status = &f.status()[0];
@@ -621,22 +589,15 @@ fn replaced_by_directory_reports_error_then_recovers() {
     assert!(f.last_error().is_some_and(|e| e.contains("directory")));
     fs::remove_dir(&log).unwrap();
     fs::write(&log, "three\n").unwrap();
-    follow_until(&mut f, &mut c, Duration::from_secs(2), |c| {
-        c.lines.len() >= 3
-    });
+    follow_until_lines(&mut f, &mut c, Duration::from_secs(2), 3);
     assert_eq!(c.texts(), ["one", "two", "three"]);
-    assert!(c
-        .events
-        .iter()
-        .any(|e| matches!(e, FollowEvent::Recovered { .. })));
+    assert_event!(c, FollowEvent::Recovered { .. });
 }
 
 #[test]
 fn truncated_in_place_smaller_reads_from_zero() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("mail.log");
-    fs::write(&log, numbered(0..20)).unwrap();
-    let mut f = LogFollower::new(vec![log.clone()], &[], StartFrom::Beginning, options()).unwrap();
+    let (_dir, log) = temp_log(&numbered(0..20));
+    let mut f = follower(&log, &[], StartFrom::Beginning);
     let mut c = Collected::default();
     poll_once(&mut f, &mut c);
     OpenOptions::new()
@@ -646,34 +607,30 @@ fn truncated_in_place_smaller_reads_from_zero() {
         .set_len(0)
         .unwrap();
     append(&log, &numbered(20..25));
-    follow_until(&mut f, &mut c, Duration::from_secs(1), |c| {
-        c.numbers().len() >= 25
-    });
+    follow_until_numbers(&mut f, &mut c, Duration::from_secs(1), 25);
     assert_each_once(&c, 25);
 }
 
 #[test]
 fn huge_line_is_cut_and_delivered_as_one_line() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("mail.log");
     let mut opts = options();
     opts.max_line_bytes = 1000;
     let huge = "x".repeat(300_000);
-    fs::write(&log, format!("before\n{huge}\nafter\n")).unwrap();
-    let mut f = LogFollower::new(vec![log.clone()], &[], StartFrom::Beginning, opts).unwrap();
+    let (_dir, log) = temp_log(&format!("before\n{huge}\nafter\n"));
+    let mut f = follower_with(&log, &[], StartFrom::Beginning, opts);
     let mut c = Collected::default();
     poll_once(&mut f, &mut c);
     assert_eq!(c.lines.len(), 3);
     assert_eq!(c.lines[1].len(), 1000);
     assert_eq!(c.texts()[2], "after");
-    assert!(c.events.iter().any(|e| matches!(
-        e,
+    assert_event!(
+        c,
         FollowEvent::LineTruncated {
             kept: 1000,
             dropped: 299_000,
             ..
         }
-    )));
+    );
     assert_eq!(f.status()[0].truncated_lines, 1);
 }
 
@@ -694,9 +651,7 @@ fn several_files_at_once() {
     poll_once(&mut f, &mut c);
     fs::write(&b, "b1\n").unwrap();
     append(&a, "a2\n");
-    follow_until(&mut f, &mut c, Duration::from_secs(1), |c| {
-        c.lines.len() >= 3
-    });
+    follow_until_lines(&mut f, &mut c, Duration::from_secs(1), 3);
     let mut got = c.texts();
     got.sort();
     assert_eq!(got, ["a1", "a2", "b1"]);
@@ -717,19 +672,15 @@ fn child_permission_probe() {
         &std::env::var("LOG_FOLLOW_PROBE_SAVED").expect("LOG_FOLLOW_PROBE_SAVED"),
     )
     .unwrap();
-    let mut f = LogFollower::new(vec![log], &saved, StartFrom::Beginning, opts).unwrap();
+    let mut f = follower_with(&log, &saved, StartFrom::Beginning, opts);
     let mut c = Collected::default();
     follow_until(&mut f, &mut c, Duration::from_secs(3), |c| {
-        c.events
-            .iter()
-            .any(|e| matches!(e, FollowEvent::Error { .. }))
+        saw_event!(c, FollowEvent::Error { .. })
     });
     let err = f.last_error().expect("no error reported").to_string();
     println!("PROBE_ERROR {err}");
     assert!(err.contains("Permission denied"), "{err}");
-    follow_until(&mut f, &mut c, Duration::from_secs(5), |c| {
-        c.lines.len() >= 2
-    });
+    follow_until_lines(&mut f, &mut c, Duration::from_secs(5), 2);
     // Nothing more may come (a reread from 0 would bring "secret 1" again).
     follow_until(&mut f, &mut c, Duration::from_millis(300), |_| false);
     println!("PROBE_LINES {}", c.texts().join("|"));
@@ -741,19 +692,13 @@ fn permission_denied_then_fixed() {
         Path::new("/usr/bin/setpriv").exists(),
         "setpriv is needed: apt-get install -y util-linux"
     );
-    let dir = tempfile::tempdir().unwrap();
-    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
-    let log = dir.path().join("mail.log");
     // A position saved by an earlier run after "secret 1"; the file became
     // unreadable while the agent was stopped. Once readable again it must be
     // resumed there, not reread from 0.
-    fs::write(&log, "secret 1\n").unwrap();
-    let saved = {
-        let mut f =
-            LogFollower::new(vec![log.clone()], &[], StartFrom::Beginning, options()).unwrap();
-        poll_once(&mut f, &mut Collected::default());
-        serde_json::to_string(&f.positions()).unwrap()
-    };
+    let (dir, log) = temp_log("secret 1\n");
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let saved = read_and_save(&log, &mut Collected::default());
+    let saved = serde_json::to_string(&saved).unwrap();
     append(&log, "secret 2\nsecret 3\n");
     fs::set_permissions(&log, fs::Permissions::from_mode(0o600)).unwrap();
     // A copy of this test binary that user nobody can run wherever the tree is checked out.
@@ -812,10 +757,8 @@ fn permission_denied_then_fixed() {
 
 #[test]
 fn inode_reuse_with_other_content_is_not_resumed() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("mail.log");
-    fs::write(&log, numbered(0..5)).unwrap();
-    let f = LogFollower::new(vec![log.clone()], &[], StartFrom::Beginning, options()).unwrap();
+    let (_dir, log) = temp_log(&numbered(0..5));
+    let f = follower(&log, &[], StartFrom::Beginning);
     drop(f);
     let meta = fs::metadata(&log).unwrap();
     use std::os::unix::fs::MetadataExt;
@@ -827,7 +770,7 @@ fn inode_reuse_with_other_content_is_not_resumed() {
         offset: 40,
         fingerprint: 0x1234_5678,
     }];
-    let mut f = LogFollower::new(vec![log.clone()], &saved, StartFrom::End, options()).unwrap();
+    let mut f = follower(&log, &saved, StartFrom::End);
     let mut c = Collected::default();
     poll_once(&mut f, &mut c);
     assert_each_once(&c, 5);
@@ -957,6 +900,16 @@ mod journal {
         r
     }
 
+    /// Checks for journalctl, then makes a new temp dir holding journal file
+    /// `name` with the entries `range`; returns the dir and the file's path.
+    fn temp_journal(name: &str, range: std::ops::Range<u64>) -> (tempfile::TempDir, PathBuf) {
+        check_journalctl();
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join(name);
+        write_journal(&file, range);
+        (dir, file)
+    }
+
     fn numbers(lines: &[Vec<u8>]) -> Vec<u64> {
         lines
             .iter()
@@ -970,10 +923,7 @@ mod journal {
 
     #[test]
     fn reads_journal_file_and_resumes_from_cursor() {
-        check_journalctl();
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("test.journal");
-        write_journal(&file, 0..5);
+        let (_dir, file) = temp_journal("test.journal", 0..5);
 
         let mut f = JournalFollower::new(config(&file, false), None, StartFrom::Beginning);
         let r = run(&mut f, Duration::from_secs(5), 0);
@@ -1005,10 +955,7 @@ mod journal {
 
     #[test]
     fn follows_new_entries_live() {
-        check_journalctl();
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("live.journal");
-        write_journal(&file, 0..3);
+        let (_dir, file) = temp_journal("live.journal", 0..3);
         // From the end: the 3 existing entries are skipped.
         let mut f = JournalFollower::new(config(&file, true), None, StartFrom::End);
         let r0 = run(&mut f, Duration::from_millis(700), 0);
@@ -1033,23 +980,14 @@ mod journal {
 
     #[test]
     fn malformed_cursor_is_dropped_and_reading_starts_at_end() {
-        check_journalctl();
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("c.journal");
-        write_journal(&file, 0..2);
+        let (_dir, file) = temp_journal("c.journal", 0..2);
         let mut f = JournalFollower::new(
             config(&file, true),
             Some("garbage".into()),
             StartFrom::Beginning,
         );
         let r = run(&mut f, Duration::from_secs(2), 0);
-        assert!(
-            r.events
-                .iter()
-                .any(|e| matches!(e, JournalEvent::CursorDropped { .. })),
-            "{:?}",
-            r.events
-        );
+        assert_event!(r, JournalEvent::CursorDropped { .. });
         assert!(
             r.lines.is_empty(),
             "old entries must not be counted: {:?}",
@@ -1078,14 +1016,11 @@ mod journal {
 
 #[test]
 fn restart_while_a_rotated_file_is_still_open_resumes_both() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("mail.log");
+    let (dir, log) = temp_log(&numbered(0..10));
     let rotated = dir.path().join("mail.log.1");
-    fs::write(&log, numbered(0..10)).unwrap();
     let mut c = Collected::default();
     let saved = {
-        let mut f =
-            LogFollower::new(vec![log.clone()], &[], StartFrom::Beginning, options()).unwrap();
+        let mut f = follower(&log, &[], StartFrom::Beginning);
         poll_once(&mut f, &mut c);
         fs::rename(&log, &rotated).unwrap();
         fs::write(&log, numbered(10..15)).unwrap();
@@ -1101,10 +1036,8 @@ fn restart_while_a_rotated_file_is_still_open_resumes_both() {
     // Stopped: the syslog daemon still wrote to the old file, and to the new one.
     append(&rotated, &numbered(15..20));
     append(&log, &numbered(20..25));
-    let mut f = LogFollower::new(vec![log.clone()], &saved, StartFrom::End, options()).unwrap();
-    follow_until(&mut f, &mut c, Duration::from_secs(2), |c| {
-        c.numbers().len() >= 25
-    });
+    let mut f = follower(&log, &saved, StartFrom::End);
+    follow_until_numbers(&mut f, &mut c, Duration::from_secs(2), 25);
     assert_each_once(&c, 25);
 }
 
@@ -1143,20 +1076,16 @@ fn byte_budget_splits_work_and_shares_it_between_files() {
 
 #[test]
 fn file_moved_away_and_back_is_continued_not_reread() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("mail.log");
+    let (dir, log) = temp_log(&numbered(0..10));
     let aside = dir.path().join("mail.log.1");
-    fs::write(&log, numbered(0..10)).unwrap();
-    let mut f = LogFollower::new(vec![log.clone()], &[], StartFrom::Beginning, options()).unwrap();
+    let mut f = follower(&log, &[], StartFrom::Beginning);
     let mut c = Collected::default();
     poll_once(&mut f, &mut c);
     fs::rename(&log, &aside).unwrap();
     poll_once(&mut f, &mut c);
     fs::rename(&aside, &log).unwrap();
     append(&log, &numbered(10..15));
-    follow_until(&mut f, &mut c, Duration::from_secs(1), |c| {
-        c.numbers().len() >= 15
-    });
+    follow_until_numbers(&mut f, &mut c, Duration::from_secs(1), 15);
     follow_until(&mut f, &mut c, Duration::from_millis(200), |_| false);
     assert_each_once(&c, 15);
 }
