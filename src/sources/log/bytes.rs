@@ -128,6 +128,21 @@ pub fn find_either(haystack: &[u8], a: u8, b: u8) -> Option<usize> {
     )
 }
 
+/// Position of the first `a`, `b` or `c` in a short haystack.
+#[inline(always)]
+pub fn find_any3(haystack: &[u8], a: u8, b: u8, c: u8) -> Option<usize> {
+    let (pa, pb, pc) = (
+        LO.wrapping_mul(u64::from(a)),
+        LO.wrapping_mul(u64::from(b)),
+        LO.wrapping_mul(u64::from(c)),
+    );
+    find_by_words(
+        haystack,
+        |word| zero_bytes(word ^ pa) | zero_bytes(word ^ pb) | zero_bytes(word ^ pc),
+        |x| x == a || x == b || x == c,
+    )
+}
+
 /// The first byte that `flag` marks (high bit of the byte in an 8-byte
 /// little-endian word) or, in the last partial word, that `is_match` accepts.
 #[inline(always)]
@@ -163,6 +178,19 @@ mod tests {
             for start in 0..hay.len() {
                 let want = hay[start..].iter().position(|&b| b == needle);
                 assert_eq!(find_byte(&hay[start..], needle), want);
+            }
+        }
+    }
+
+    #[test]
+    fn find_any3_matches_position() {
+        let hay: Vec<u8> = (0..40u8).rev().chain(0..40).collect();
+        for (a, b, c) in [(3, 30, 17), (0, 39, 50), (50, 7, 60), (60, 61, 62)] {
+            for start in 0..hay.len() {
+                let want = hay[start..]
+                    .iter()
+                    .position(|&x| x == a || x == b || x == c);
+                assert_eq!(find_any3(&hay[start..], a, b, c), want);
             }
         }
     }
