@@ -210,8 +210,8 @@ fn with_head<'a>(idx: &HeadIndex<'a>, head: Head<'a>) -> Line<'a> {
 /// all within reach: three short searches instead of the masks. `None`
 /// for any other shape, which the general head then reads, with the same
 /// result for these: the host ends at the first space, the tag at the
-/// next, its name (no space or `/` after the `postfix/`) at its first `[`,
-/// and it ends in `]:`.
+/// next, its name (after any `postfix/`, no space or `/`) at its first
+/// `[`, and it ends in `]:`.
 #[inline(always)]
 fn head_canonical<'a>(
     line: &'a [u8],
