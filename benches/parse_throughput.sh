@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Log parsing throughput, side by side in one run:
 #   postfix-agentx parse, the seed's 12 `grep -c` patterns, `wc -l`,
+#   benches/first_token_floor.c (the least a first-token parser does),
 #   pflogsumm, mtail (--one_shot with Debian's example postfix.mtail) and
 #   prometheus-postfix-exporter (it only tails: it is started on an empty
 #   file, the log is appended, and the time until its counters stop moving
@@ -24,8 +25,11 @@ need() {
     command -v "$1" >/dev/null || { echo "missing $1: apt-get install -y $2" >&2; return 1; }
 }
 need /usr/bin/time time
+need cc gcc
 
 cargo build --release --quiet --bin postfix-agentx --example parse_bench
+FLOOR_BIN=target/release/first_token_floor
+cc -O2 -o "$FLOOR_BIN" benches/first_token_floor.c
 mkdir -p "$WORK"
 LOG=$WORK/maillog
 if [ ! -s "$LOG" ] || [ "$(stat -c %s "$LOG")" -lt "$MIN_BYTES" ]; then
@@ -53,6 +57,7 @@ measure() { # name command...
 
 measure "postfix-agentx parse" target/release/postfix-agentx parse --format json "$LOG"
 measure "wc -l" wc -l "$LOG"
+measure "first-token floor (C)" "$FLOOR_BIN" "$LOG"
 
 # The seed's patterns, one grep -c pass each (C locale: the fastest grep).
 cat >"$WORK/seed-greps.sh" <<'EOF'
