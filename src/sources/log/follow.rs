@@ -304,10 +304,33 @@ struct Reader {
     /// Bytes of the current line skipped because it is too long.
     dropped: u64,
     fingerprint: u64,
+    /// Size and change time when the first line last matched `fingerprint`:
+    /// while they stay the same, nothing was written or truncated, so an
+    /// idle log is not read again at every poll.
+    fingerprint_checked: Option<FileStamp>,
     watch: Option<WatchDescriptor>,
     last_data: Instant,
     /// How long to keep it open after its last write once it is rotated away.
     linger: Duration,
+}
+
+/// Size and inode change time (`st_ctime`, which every write and truncate
+/// sets and no user can set back).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileStamp {
+    size: u64,
+    ctime: i64,
+    ctime_nsec: i64,
+}
+
+impl FileStamp {
+    fn of(meta: &std::fs::Metadata) -> FileStamp {
+        FileStamp {
+            size: meta.len(),
+            ctime: meta.ctime(),
+            ctime_nsec: meta.ctime_nsec(),
+        }
+    }
 }
 
 impl Reader {
@@ -324,6 +347,7 @@ impl Reader {
             partial: Vec::new(),
             dropped: 0,
             fingerprint: 0,
+            fingerprint_checked: None,
             watch: None,
             last_data: Instant::now(),
             linger,
@@ -716,6 +740,7 @@ impl LogFollower {
                         partial: Vec::new(),
                         dropped: 0,
                         fingerprint: pos.fingerprint,
+                        fingerprint_checked: None,
                         watch: None,
                         last_data: Instant::now(),
                         linger: self.options.rotate_wait,
@@ -751,6 +776,7 @@ impl LogFollower {
                 partial: Vec::new(),
                 dropped: 0,
                 fingerprint,
+                fingerprint_checked: None,
                 watch: None,
                 last_data: Instant::now(),
                 linger: self.options.rotate_wait,
@@ -979,6 +1005,7 @@ impl LogFollower {
         };
         reader.offset = offset;
         reader.read_pos = offset;
+        reader.fingerprint_checked = None;
         if offset > 0 {
             reader.fingerprint = file_fingerprint(&reader.file)
                 .map_err(|e| io_message("read", &path, &e))?
@@ -1043,19 +1070,21 @@ impl LogFollower {
     ) -> Result<(), String> {
         let path = self.paths[idx].path.clone();
         let (truncated, dev, inode, fingerprint, read_pos) = {
-            let Some(reader) = self.paths[idx].current.as_ref() else {
+            let Some(reader) = self.paths[idx].current.as_mut() else {
                 return Ok(());
             };
-            let size = reader
-                .file
-                .metadata()
-                .map_err(|e| io_message("stat", &path, &e))?
-                .len();
-            let mut truncated = size < reader.read_pos;
-            if !truncated && reader.fingerprint != 0 {
+            let stamp = FileStamp::of(
+                &reader
+                    .file
+                    .metadata()
+                    .map_err(|e| io_message("stat", &path, &e))?,
+            );
+            let mut truncated = stamp.size < reader.read_pos;
+            if !truncated && reader.fingerprint != 0 && reader.fingerprint_checked != Some(stamp) {
                 let fp =
                     file_fingerprint(&reader.file).map_err(|e| io_message("read", &path, &e))?;
                 truncated = fp != Some(reader.fingerprint);
+                reader.fingerprint_checked = (!truncated).then_some(stamp);
             }
             (
                 truncated,
@@ -1101,6 +1130,7 @@ impl LogFollower {
                     partial: std::mem::take(&mut reader.partial),
                     dropped: std::mem::take(&mut reader.dropped),
                     fingerprint,
+                    fingerprint_checked: None,
                     watch: None,
                     last_data: Instant::now(),
                     // A copy is complete when we find it.
@@ -1136,6 +1166,7 @@ impl LogFollower {
         reader.partial.clear();
         reader.dropped = 0;
         reader.fingerprint = 0;
+        reader.fingerprint_checked = None;
         Ok(())
     }
 
