@@ -206,6 +206,11 @@ fn open_input(config: &Config, state: &LogState, resumed: bool) -> Result<(Input
     Ok((Input::Files(follower), detail))
 }
 
+/// How often an idle log's health row gets a new last-success time. Each
+/// update rebuilds the MIB view, which costs far more than the idle poll
+/// itself (two a second), so an idle agent would spend its CPU on it.
+const IDLE_HEALTH_REFRESH: Duration = Duration::from_secs(5);
+
 /// Follows the log until shutdown, then saves the state one last time.
 pub fn run(config: Config, publisher: Arc<Publisher>, shutdown: Shutdown) {
     let store = StateStore::new(config.state.directory.join(STATE_FILE));
@@ -222,6 +227,9 @@ pub fn run(config: Config, publisher: Arc<Publisher>, shutdown: Shutdown) {
     let mut detail = String::new();
     let mut last_save = Instant::now();
     let mut dirty = !resumed;
+    // When the health row last said "ok", and whether an error was
+    // published since: an idle poll refreshes the row only now and then.
+    let mut health_ok_at: Option<Instant> = None;
     loop {
         if input.is_none() {
             match open_input(&config, &state, resumed) {
@@ -261,14 +269,19 @@ pub fn run(config: Config, publisher: Arc<Publisher>, shutdown: Shutdown) {
                             None => h.success(SystemTime::now()),
                         }
                     });
-                } else if error.is_none() {
+                    health_ok_at = error.is_none().then(Instant::now);
+                } else if error.is_none()
+                    && health_ok_at.map_or(true, |t| t.elapsed() >= IDLE_HEALTH_REFRESH)
+                {
                     publisher.health(SOURCE, &detail, |h| h.success(SystemTime::now()));
+                    health_ok_at = Some(Instant::now());
                 }
             }
             Err(e) => {
                 let msg = format!("reading the mail log: {e}");
                 tracing::warn!("{msg}");
                 publisher.health(SOURCE, &detail, |h| h.failure(msg));
+                health_ok_at = None;
             }
         }
         if dirty && last_save.elapsed() >= save_every {
