@@ -21,20 +21,14 @@ WORK=${WORK:-/tmp/pfagentx-bench}
 SKIP=${SKIP:-}
 cd "$(dirname "$0")/.."
 
-need() {
-    command -v "$1" >/dev/null || { echo "missing $1: apt-get install -y $2" >&2; return 1; }
-}
+. benches/lib.sh
 need /usr/bin/time time
 need cc gcc
 
 cargo build --release --quiet --bin postfix-agentx --example parse_bench
 FLOOR_BIN=target/release/first_token_floor
 cc -O2 -o "$FLOOR_BIN" benches/first_token_floor.c
-mkdir -p "$WORK"
-LOG=$WORK/maillog
-if [ ! -s "$LOG" ] || [ "$(stat -c %s "$LOG")" -lt "$MIN_BYTES" ]; then
-    target/release/examples/parse_bench generate "$LOG" "$MIN_BYTES"
-fi
+LOG=$(bench_log "$MIN_BYTES")
 cat "$LOG" >/dev/null # warm the page cache: measure parsing, not the disk
 LINES=$(wc -l <"$LOG")
 BYTES=$(stat -c %s "$LOG")

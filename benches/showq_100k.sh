@@ -36,10 +36,7 @@ runs=${RUNS:-5}
 templates=10
 
 [ "$(id -u)" -eq 0 ] || { echo "starting a private Postfix instance needs root" >&2; exit 1; }
-need() {
-    command -v "$1" >/dev/null || [ -x "$1" ] ||
-        { echo "missing $1: apt-get install -y $2" >&2; exit 1; }
-}
+. benches/lib.sh
 need postfix postfix
 need postqueue postfix
 need postsuper postfix

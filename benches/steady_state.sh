@@ -28,19 +28,13 @@ STEADY=${STEADY:-20}
 SKIP=${SKIP:-}
 cd "$(dirname "$0")/.."
 
-need() {
-    command -v "$1" >/dev/null || { echo "missing $1: apt-get install -y $2" >&2; return 1; }
-}
+. benches/lib.sh
 need python3 python3
 need curl curl
 
 cargo build --release --quiet --bin postfix-agentx --example parse_bench
 BIN=$PWD/target/release/postfix-agentx
-mkdir -p "$WORK"
-LOG=$WORK/maillog
-if [ ! -s "$LOG" ] || [ "$(stat -c %s "$LOG")" -lt 1100000000 ]; then
-    target/release/examples/parse_bench generate "$LOG" 1100000000
-fi
+LOG=$(bench_log 1100000000)
 RUN=$WORK/steady
 rm -rf "$RUN"
 mkdir -p "$RUN"
