@@ -11,7 +11,7 @@ use crate::publisher::Publisher;
 use crate::snapshot::{AgentInfo, Snapshot};
 use anyhow::{bail, Context, Result};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime};
 use tokio::sync::{mpsc, watch};
@@ -22,30 +22,51 @@ mod probe;
 mod process;
 mod queue;
 
-/// A flag collectors poll between units of work, set once on SIGTERM/SIGINT.
+/// Set once on SIGTERM/SIGINT. Collectors check it between units of work and
+/// sleep on it: a sleeping collector wakes for its next run or at once for
+/// shutdown, not every few hundred milliseconds in between.
 #[derive(Clone, Default)]
-pub struct Shutdown(Arc<AtomicBool>);
+pub struct Shutdown {
+    /// Read without a lock: scans check it between files; probes share it
+    /// as their cancel flag.
+    requested: Arc<AtomicBool>,
+    sleepers: Arc<(Mutex<()>, Condvar)>,
+}
 
 impl Shutdown {
     pub fn requested(&self) -> bool {
-        self.0.load(Ordering::Relaxed)
+        self.requested.load(Ordering::Relaxed)
+    }
+
+    /// The flag itself, for code that takes a plain cancel flag.
+    pub fn flag(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.requested)
     }
 
     fn request(&self) {
-        self.0.store(true, Ordering::Relaxed);
+        self.requested.store(true, Ordering::Relaxed);
+        // Under the lock: a sleeper is either before its check of the flag
+        // (and sees it) or waiting (and is woken).
+        let _guard = self.lock();
+        self.sleepers.1.notify_all();
+    }
+
+    fn lock(&self) -> MutexGuard<'_, ()> {
+        self.sleepers
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Sleeps up to `d`, waking early on shutdown. Returns false on shutdown.
     pub fn sleep(&self, d: Duration) -> bool {
-        let end = std::time::Instant::now() + d;
-        while !self.requested() {
-            let now = std::time::Instant::now();
-            if now >= end {
-                return true;
-            }
-            std::thread::sleep((end - now).min(Duration::from_millis(200)));
-        }
-        false
+        let guard = self.lock();
+        let (_guard, _) = self
+            .sleepers
+            .1
+            .wait_timeout_while(guard, d, |()| !self.requested())
+            .unwrap_or_else(PoisonError::into_inner);
+        !self.requested()
     }
 }
 
@@ -244,6 +265,28 @@ mod tests {
     fn policy() -> libc::c_int {
         // SAFETY: pid 0 is the calling thread.
         unsafe { libc::sched_getscheduler(0) }
+    }
+
+    #[test]
+    fn shutdown_wakes_a_sleeping_collector_at_once() {
+        let shutdown = Shutdown::default();
+        let start = std::time::Instant::now();
+        assert!(shutdown.sleep(Duration::from_millis(50)), "no shutdown yet");
+        assert!(start.elapsed() >= Duration::from_millis(50));
+        let sleeper = {
+            let shutdown = shutdown.clone();
+            std::thread::spawn(move || {
+                let start = std::time::Instant::now();
+                (shutdown.sleep(Duration::from_secs(60)), start.elapsed())
+            })
+        };
+        std::thread::sleep(Duration::from_millis(100));
+        shutdown.request();
+        let (slept_through, took) = sleeper.join().unwrap();
+        assert!(!slept_through);
+        assert!(took < Duration::from_secs(10), "woke after {took:?}");
+        // Once requested, sleeping returns at once.
+        assert!(!shutdown.sleep(Duration::from_secs(60)));
     }
 
     #[test]

@@ -173,7 +173,7 @@ fn run_and_record(p: &ProbeConfig, certs: bool, publisher: &Publisher, cancel: &
 }
 
 fn probe_loop(p: ProbeConfig, certs: bool, publisher: Arc<Publisher>, shutdown: Shutdown) {
-    let cancel: Cancel = Arc::clone(&shutdown.0);
+    let cancel: Cancel = shutdown.flag();
     loop {
         let started = Instant::now();
         run_and_record(&p, certs, &publisher, &cancel);
