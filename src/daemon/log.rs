@@ -227,8 +227,8 @@ pub fn run(config: Config, publisher: Arc<Publisher>, shutdown: Shutdown) {
     let mut detail = String::new();
     let mut last_save = Instant::now();
     let mut dirty = !resumed;
-    // When the health row last said "ok", and whether an error was
-    // published since: an idle poll refreshes the row only now and then.
+    // When the health row was last set to ok; None after an error, so the
+    // next good poll sets it at once. Idle polls refresh it only now and then.
     let mut health_ok_at: Option<Instant> = None;
     loop {
         if input.is_none() {

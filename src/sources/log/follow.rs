@@ -14,8 +14,9 @@
 //! How changes are seen: an inotify watch on each file's directory (create,
 //! rename, delete, attribute changes) and one on each open file (writes,
 //! truncation, rename, delete). Events are only wake-ups: every `poll` checks
-//! the path and the open files from scratch (stat, fstat, first-line
-//! fingerprint), so a missed or coalesced event costs at most one fallback
+//! the path and the open files from scratch (stat, fstat, and the first-line
+//! fingerprint whenever the file's size or ctime moved since it last
+//! matched), so a missed or coalesced event costs at most one fallback
 //! interval (`FollowOptions::fallback_interval`) of delay, never a line.
 //!
 //! What is handled:
