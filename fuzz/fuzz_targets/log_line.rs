@@ -1,5 +1,6 @@
 //! Log lines: every line of arbitrary bytes goes through the parser and the
-//! counters (the parser's bit-mask path agreeing with its search path), and
+//! counters (the parser's bit-mask path agreeing with its search path, the
+//! reject-reason search with its byte loop), and
 //! the LineReader splits the same bytes, handed out in arbitrary pieces with
 //! "nothing more yet" pauses, into exactly the lines a plain split on '\n'
 //! gives (cut at MAX_KEPT_LINE), with consistent offsets, one at a time and
@@ -8,7 +9,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use postfix_agentx::sources::log::parser::{parse_line, parse_line_searching};
+use postfix_agentx::sources::log::parser::{
+    parse_line, parse_line_searching, reject_reason, reject_reason_bytewise,
+};
 use postfix_agentx::sources::log::reader::MAX_KEPT_LINE;
 use postfix_agentx::sources::log::{LineReader, LogAccumulator};
 
@@ -38,6 +41,7 @@ fuzz_target!(|input: &[u8]| {
     for line in &expected_lines {
         let line = &line[..line.len().min(MAX_KEPT_LINE)];
         assert_eq!(parse_line(line, &extra), parse_line_searching(line, &extra));
+        assert_eq!(reject_reason(line), reject_reason_bytewise(line));
         reference.ingest_line(line);
     }
 

@@ -16,6 +16,99 @@ pub fn masks64<const N: usize>(block: &[u8], needles: [u8; N]) -> [u64; N] {
     }
 }
 
+/// A set of bytes, tested sixteen at a time by their two halves: a byte
+/// is in the set when the bit that [`ByteSet::high`] gives its high nibble
+/// is set in what [`ByteSet::low`] gives its low nibble. One bit per
+/// distinct high nibble keeps the test exact (at most eight of them).
+pub struct ByteSet {
+    low: [u8; 16],
+    high: [u8; 16],
+    members: [bool; 256],
+}
+
+impl ByteSet {
+    pub const fn new(bytes: &[u8]) -> ByteSet {
+        let mut set = ByteSet {
+            low: [0; 16],
+            high: [0; 16],
+            members: [false; 256],
+        };
+        let mut bits_used = 0;
+        let mut i = 0;
+        while i < bytes.len() {
+            let b = bytes[i];
+            let (hi, lo) = ((b >> 4) as usize, (b & 0xF) as usize);
+            if set.high[hi] == 0 {
+                assert!(bits_used < 8, "more than eight high nibbles");
+                set.high[hi] = 1 << bits_used;
+                bits_used += 1;
+            }
+            set.low[lo] |= set.high[hi];
+            set.members[b as usize] = true;
+            i += 1;
+        }
+        assert!(
+            !set.members[0],
+            "NUL pads short blocks: it cannot be a member"
+        );
+        set
+    }
+}
+
+/// Bit `i` set where `block[i]` is in `set`; bytes past a block shorter
+/// than 64 count as not in it.
+#[inline]
+pub fn set_mask64(block: &[u8], set: &ByteSet) -> u64 {
+    let mut padded = [0u8; 64];
+    let full = match block.get(..64) {
+        Some(full) => full,
+        None => {
+            padded[..block.len()].copy_from_slice(block);
+            &padded
+        }
+    };
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::is_x86_feature_detected!("ssse3") {
+            // SAFETY: the CPU has SSSE3 (checked just above).
+            return unsafe { set_mask64_ssse3(full, set) };
+        }
+    }
+    full.iter().enumerate().fold(0, |mask, (i, &b)| {
+        mask | u64::from(set.members[usize::from(b)]) << i
+    })
+}
+
+/// [`set_mask64`] with byte shuffles as 16-entry tables: a handful of
+/// instructions per 16 bytes, whatever the size of the set.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "ssse3")]
+unsafe fn set_mask64_ssse3(block: &[u8], set: &ByteSet) -> u64 {
+    use std::arch::x86_64::{
+        _mm_and_si128, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_set1_epi8,
+        _mm_setzero_si128, _mm_shuffle_epi8, _mm_srli_epi16,
+    };
+    // SAFETY (all loads): the tables are 16 bytes, `chunk` is 16 readable
+    // bytes, and unaligned loads are allowed.
+    let (low, high) = unsafe {
+        (
+            _mm_loadu_si128(set.low.as_ptr().cast()),
+            _mm_loadu_si128(set.high.as_ptr().cast()),
+        )
+    };
+    let nibble = _mm_set1_epi8(0x0F);
+    let mut out = 0u64;
+    for (i, chunk) in block.chunks_exact(16).enumerate() {
+        let v = unsafe { _mm_loadu_si128(chunk.as_ptr().cast()) };
+        let lo_bits = _mm_shuffle_epi8(low, _mm_and_si128(v, nibble));
+        let hi_bits = _mm_shuffle_epi8(high, _mm_and_si128(_mm_srli_epi16(v, 4), nibble));
+        let outside = _mm_cmpeq_epi8(_mm_and_si128(lo_bits, hi_bits), _mm_setzero_si128());
+        let inside = !(_mm_movemask_epi8(outside) as u16);
+        out |= u64::from(inside) << (16 * i);
+    }
+    out
+}
+
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 fn full_masks<const N: usize>(block: &[u8; 64], needles: [u8; N]) -> [u64; N] {
@@ -219,6 +312,36 @@ mod tests {
                 nl >> len.min(63) >> (len / 64),
                 if len == 64 { nl >> 63 } else { 0 }
             );
+        }
+    }
+
+    #[test]
+    fn set_mask_marks_every_member_in_full_and_short_blocks() {
+        const SET: ByteSet = ByteSet::new(b"bUuRMmSHCPGp;\xff");
+        let block: Vec<u8> = (0..64u32).map(|i| (i * 37 % 251) as u8 + 1).collect();
+        let members = b"bUuRMmSHCPGp;\xff";
+        for block in [
+            block,
+            b"xUser unknown; from=<Relay access\xff\x80p;;bG".to_vec(),
+        ] {
+            for len in [0, 1, 15, 16, 17, 40, 63, 64]
+                .into_iter()
+                .filter(|&l| l <= block.len())
+            {
+                let mask = set_mask64(&block[..len], &SET);
+                for (i, b) in block.iter().enumerate() {
+                    let want = i < len && members.contains(b);
+                    assert_eq!(mask >> i & 1 == 1, want, "len {len} byte {i}");
+                }
+            }
+        }
+        // Every byte value, in and out of the set.
+        let all: Vec<u8> = (0..=255u8).collect();
+        for block in all.chunks(64) {
+            let mask = set_mask64(block, &SET);
+            for (i, b) in block.iter().enumerate() {
+                assert_eq!(mask >> i & 1 == 1, members.contains(b), "byte {b:#x}");
+            }
         }
     }
 
