@@ -8,6 +8,8 @@ bash scripts/install-deps.sh
 cargo deb --version >/dev/null 2>&1 || cargo install cargo-deb --locked
 cargo fmt --all -- --check
 cargo clippy --all-targets -- -D warnings
+# The API docs build without broken or private links.
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --quiet
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 set +e

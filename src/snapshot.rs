@@ -253,7 +253,7 @@ pub enum ProcessState {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProcessRow {
-    /// Daemon name from argv[0] (`master`, `qmgr`, `smtpd`, ...).
+    /// Daemon name from `argv[0]` (`master`, `qmgr`, `smtpd`, ...).
     pub name: String,
     /// Master.cf service names (`-n`) seen for this daemon, comma-separated.
     pub services: String,

@@ -686,7 +686,7 @@ pub fn get_next(view: &MibView, subtree: &Oid, range: &SearchRange) -> VarBind {
 
 /// GetBulk (RFC 2741 7.2.3.3): non-repeaters once, then up to
 /// `max_repetitions` rows of the repeaters, stopping after a row that is all
-/// endOfMibView or before a row that would exceed [`MAX_BULK_VARBINDS`].
+/// endOfMibView or before a row that would exceed `MAX_BULK_VARBINDS`.
 pub fn get_bulk(view: &MibView, subtree: &Oid, bulk: &GetBulk) -> Vec<VarBind> {
     let n = usize::from(bulk.non_repeaters).min(bulk.ranges.len());
     let (non_rep, rep) = bulk.ranges.split_at(n);

@@ -84,7 +84,7 @@ pub fn parse_file_contents(data: &[u8]) -> Result<CertInfo> {
     parse_der(data).context("neither PEM with a CERTIFICATE block nor a DER certificate")
 }
 
-/// Reads `path` (at most [`MAX_FILE`] bytes).
+/// Reads `path` (at most `MAX_FILE` bytes).
 pub fn read_file(path: &Path) -> Result<CertInfo> {
     let meta =
         std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;

@@ -2,7 +2,7 @@
 //!
 //! Every scan rediscovers the processes (pids change on `postfix reload`):
 //! the master of the configured instance and its direct children, named by
-//! argv[0] as Postfix sets it (`qmgr -l -t unix -u`, `smtpd -n smtp -t inet`).
+//! `argv[0]` as Postfix sets it (`qmgr -l -t unix -u`, `smtpd -n smtp -t inet`).
 //!
 //! Which master: `postfix -c DIR start` runs `master -w` with `MAIL_CONFIG`
 //! in its environment, which only root can read, so the command line does not
@@ -67,7 +67,7 @@ impl Default for ProcessScanConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProcSample {
     pub pid: i32,
-    /// Daemon name: basename of argv[0].
+    /// Daemon name: basename of `argv[0]`.
     pub name: String,
     /// Master.cf service name from `-n NAME`, if given.
     pub service: Option<String>,

@@ -2,7 +2,7 @@
 //!
 //! Everything the parser needs after the timestamp and before the event
 //! text (host, tag, the `[` and `/` inside the tag, the queue id) lies in the
-//! [`HEAD`] bytes after the timestamp of nearly every line. [`HeadIndex`]
+//! `HEAD` bytes after the timestamp of nearly every line. [`HeadIndex`]
 //! compares those bytes against space, `/` and `[` sixteen at a time and
 //! keeps one bit per byte, so each later search is a shift and a count of
 //! trailing zeros instead of a loop. Searches outside the head fall back to
