@@ -65,7 +65,7 @@ impl LineGenerator {
     pub fn new() -> LineGenerator {
         let text = fs::read_to_string(fixture_path()).expect("read the log fixture");
         let is_qid = |t: &str| {
-            postfix_agentx::sources::log::parser::is_queue_id(t.as_bytes())
+            postfix_agentx::sources::log::queue_id::is_queue_id(t.as_bytes())
                 && t.bytes()
                     .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_lowercase())
         };

@@ -1,8 +1,9 @@
 //! The Postfix mail log.
 //!
-//! `parser` classifies one line (zero-copy), `counters` turns lines into
+//! `parser` classifies one line (zero-copy), with `queue_id` telling queue
+//! ids from other tokens and `reject` classing rejections; `counters` turns lines into
 //! [`LogCounters`](crate::snapshot::LogCounters) with a bounded per-message
-//! state, `reader` splits any byte stream into lines, and `parse` counts
+//! state (`qid_table`), `reader` splits any byte stream into lines, and `parse` counts
 //! whole files. `follow` tails log files across rotations, `journal` reads
 //! the systemd journal, and `state` saves counters and positions atomically.
 
@@ -13,7 +14,10 @@ pub mod head;
 pub mod journal;
 pub mod parse;
 pub mod parser;
+pub mod qid_table;
+pub mod queue_id;
 pub mod reader;
+pub mod reject;
 pub mod state;
 
 pub use counters::LogAccumulator;

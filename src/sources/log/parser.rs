@@ -9,10 +9,11 @@
 //! `size=`, the delivery `status=`), the address is skipped with its quoting
 //! honoured first.
 
-use super::bytes::{find_any3, find_byte, find_either, masks64, set_mask64, ByteSet};
+use super::bytes::{find_any3, find_byte, find_either, masks64};
 use super::head::{HeadIndex, HEAD};
+use super::queue_id::is_queue_id;
+use super::reject::classify_reject;
 use crate::snapshot::RejectReason;
-use memchr::memmem;
 
 /// What a line is, as far as the counters are concerned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -496,97 +497,9 @@ fn parse_u64(digits: &[u8]) -> Option<u64> {
 
 /// Leading ASCII digits of `s`, and the rest.
 #[inline]
-fn split_digits(s: &[u8]) -> (&[u8], &[u8]) {
+pub(super) fn split_digits(s: &[u8]) -> (&[u8], &[u8]) {
     let n = s.iter().take_while(|b| b.is_ascii_digit()).count();
     s.split_at(n)
-}
-
-/// Byte classes of queue ids: `QID_SHORT` for upper-case hex, `QID_LONG`
-/// for the vowel-free base-52 alphabet of long ids (and `z`, their
-/// separator).
-const QID_SHORT: u8 = 1;
-const QID_LONG: u8 = 2;
-static QID_CLASS: [u8; 256] = {
-    let mut table = [0u8; 256];
-    let mut b = 0;
-    while b < 256 {
-        let c = b as u8;
-        if c.is_ascii_digit() || (c >= b'A' && c <= b'F') {
-            table[b] |= QID_SHORT;
-        }
-        if c.is_ascii_alphanumeric() && !is_vowel(c) {
-            table[b] |= QID_LONG;
-        }
-        b += 1;
-    }
-    table
-};
-
-/// Is `id` a Postfix queue id? Short form: upper-case hex (microseconds
-/// then inode). Long form (`enable_long_queue_ids`): at least 10 characters
-/// of the vowel-free base-52 alphabet, the separator `z`, then the inode in
-/// base 51 (which has no `z`).
-#[inline]
-pub fn is_queue_id(id: &[u8]) -> bool {
-    if id.len() < 6 || id.len() > 24 {
-        return false;
-    }
-    if is_upper_hex(id) {
-        return true;
-    }
-    let classes = id.iter().fold(QID_SHORT | QID_LONG, |all, &b| {
-        all & QID_CLASS[usize::from(b)]
-    });
-    if id.len() < 12 || classes & QID_LONG == 0 {
-        return false;
-    }
-    match id.iter().rposition(|&b| b == b'z') {
-        Some(sep) => sep >= 10 && sep + 1 < id.len(),
-        None => false,
-    }
-}
-
-/// Are all bytes of `id` (6 to 24 of them) `0-9` or `A-F`? Eight bytes at a
-/// time: a byte below 0x80 plus a constant stays inside its byte, so each
-/// range test is two additions and the high bits.
-#[inline]
-fn is_upper_hex(id: &[u8]) -> bool {
-    const LO: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    let word_ok = |w: u64| {
-        // Bytes from 0x80 up are never hex; below, no sum leaves its byte.
-        if w & HIGH != 0 {
-            return false;
-        }
-        let digit = !(w + 0x46 * LO) & (w + 0x50 * LO);
-        let letter = !(w + 0x39 * LO) & (w + 0x3F * LO);
-        (digit | letter) & HIGH == HIGH
-    };
-    let word_at = |at: usize| {
-        let mut bytes = [0u8; 8];
-        bytes.copy_from_slice(&id[at..at + 8]);
-        u64::from_le_bytes(bytes)
-    };
-    let len = id.len();
-    if len < 8 {
-        return id
-            .iter()
-            .all(|&b| QID_CLASS[usize::from(b)] & QID_SHORT != 0);
-    }
-    // Whole words from the start, then the last eight bytes (overlapping).
-    let mut at = 0;
-    while at + 8 < len {
-        if !word_ok(word_at(at)) {
-            return false;
-        }
-        at += 8;
-    }
-    word_ok(word_at(len - 8))
-}
-
-#[inline]
-const fn is_vowel(b: u8) -> bool {
-    matches!(b | 0x20, b'a' | b'e' | b'i' | b'o' | b'u')
 }
 
 /// Classify the message text: its first token and the text after it.
@@ -667,7 +580,7 @@ fn is_sasl_failure(rest: &[u8]) -> bool {
 
 /// The first space-separated token and the text after the space.
 #[inline]
-fn split_token(s: &[u8]) -> (&[u8], &[u8]) {
+pub(super) fn split_token(s: &[u8]) -> (&[u8], &[u8]) {
     match find_byte(s, b' ') {
         Some(sp) => (&s[..sp], &s[sp + 1..]),
         None => (s, &[][..]),
@@ -740,7 +653,7 @@ fn classify_message<'a>(tag: &Tag<'a>, rest: &'a [u8]) -> Action<'a> {
 /// Skip an address after its opening `<`, honouring `"..."` quoting with
 /// backslash escapes, and return the text after the closing `>`.
 #[inline]
-fn skip_address(s: &[u8]) -> Option<&[u8]> {
+pub(super) fn skip_address(s: &[u8]) -> Option<&[u8]> {
     // Fast path: no quote before the first `>` (nearly every address).
     let at = find_either(s, b'>', b'"')?;
     if s[at] == b'>' {
@@ -864,245 +777,9 @@ fn parse_qmgr_from(s: &[u8]) -> Option<Action<'_>> {
     Some(Action::Other)
 }
 
-/// Reason class and SMTP status class of `reject: ...` text (after the
-/// `reject:` token). smtpd/postscreen: `CMD from host[addr][:port]: 550 5.7.1
-/// <addr>: reason; from=<..> ...`; cleanup: `header|body TEXT from ...; ...:
-/// 5.7.1 text`.
-fn classify_reject(program: &[u8], milter: bool, text: &[u8]) -> (RejectReason, StatusClass) {
-    if program == b"cleanup" && !milter {
-        let class = match memmem::rfind(text, b">: ") {
-            Some(at) => status_class(&text[at + 3..]),
-            None => StatusClass::Unknown,
-        };
-        let (what, _) = split_token(text);
-        let reason = if matches!(
-            what,
-            b"header" | b"body" | b"mime-header" | b"nested-header"
-        ) {
-            RejectReason::HeaderBodyCheck
-        } else if memmem::find(text, b"too big").is_some() {
-            RejectReason::Size
-        } else {
-            RejectReason::Other
-        };
-        return (reason, class);
-    }
-    // smtpd / postscreen / milter: skip `CMD from host[addr][:port]: `.
-    let reply = match find_byte(text, b']') {
-        Some(close) => {
-            let after = &text[close + 1..];
-            let after = match after.strip_prefix(b":") {
-                Some(port) if port.first().is_some_and(u8::is_ascii_digit) => split_digits(port).1,
-                _ => after,
-            };
-            after.strip_prefix(b": ").unwrap_or(after)
-        }
-        None => text,
-    };
-    let class = status_class(reply);
-    if program == b"postscreen" {
-        return (RejectReason::Postscreen, class);
-    }
-    if milter {
-        return (RejectReason::Milter, class);
-    }
-    // Skip the reply code, the enhanced status and an `<address>: ` the
-    // client chose, then look at Postfix's wording.
-    let (code, after) = split_token(reply);
-    let mut reason_text = if code.len() == 3 { after } else { reply };
-    if reason_text.first().is_some_and(u8::is_ascii_digit) {
-        reason_text = split_token(reason_text).1;
-    }
-    if let Some(addr) = reason_text.strip_prefix(b"<") {
-        if let Some(after) = skip_address(addr) {
-            reason_text = after.strip_prefix(b": ").unwrap_or(after);
-        }
-    }
-    (reject_reason(reason_text), class)
-}
-
-/// Postfix's wording for each reason class, in the order they are tried:
-/// where a text holds several, the first in this list decides.
-const REASON_WORDING: [(&[u8], RejectReason); 12] = [
-    (b"blocked using ", RejectReason::Rbl),
-    (b"User unknown", RejectReason::UnknownUser),
-    (b"user unknown", RejectReason::UnknownUser),
-    (b"Relay access denied", RejectReason::RelayDenied),
-    (b"Message size exceeds fixed limit", RejectReason::Size),
-    (b"message file too big", RejectReason::Size),
-    (b"Sender address rejected", RejectReason::SenderCheck),
-    (b"Helo command rejected", RejectReason::HeloCheck),
-    (b"Client host rejected", RejectReason::ClientCheck),
-    (b"Policy Rejection", RejectReason::PolicyService),
-    (b"Greylisted", RejectReason::PolicyService),
-    (b"policy service", RejectReason::PolicyService),
-];
-
-/// Where smtpd's envelope summary starts: the reason text ends there.
-const ENVELOPE: &[u8] = b"; from=<";
-/// Bit in [`FIRST_BYTES`] for the start of [`ENVELOPE`].
-const ENVELOPE_BIT: u16 = 1 << 15;
-
-/// For each byte, the wordings (bit `i` for `REASON_WORDING[i]`) that start
-/// with it, so one pass over the text finds them all.
-static FIRST_BYTES: [u16; 256] = {
-    let mut table = [0u16; 256];
-    let mut i = 0;
-    while i < REASON_WORDING.len() {
-        table[REASON_WORDING[i].0[0] as usize] |= 1 << i;
-        i += 1;
-    }
-    table[ENVELOPE[0] as usize] |= ENVELOPE_BIT;
-    table
-};
-
-/// The first four bytes of each wording (all are longer), little-endian:
-/// a candidate position is dropped with one compare instead of a call.
-const WORDING_HEADS: [u32; REASON_WORDING.len()] = {
-    let mut heads = [0u32; REASON_WORDING.len()];
-    let mut i = 0;
-    while i < REASON_WORDING.len() {
-        let w = REASON_WORDING[i].0;
-        heads[i] = u32::from_le_bytes([w[0], w[1], w[2], w[3]]);
-        i += 1;
-    }
-    heads
-};
-
-/// The bytes that start a wording or the envelope.
-static STARTING_BYTES: ByteSet = {
-    let mut bytes = [0u8; REASON_WORDING.len() + 1];
-    let mut i = 0;
-    while i < REASON_WORDING.len() {
-        bytes[i] = REASON_WORDING[i].0[0];
-        i += 1;
-    }
-    bytes[i] = ENVELOPE[0];
-    ByteSet::new(&bytes)
-};
-
-/// The reason class of smtpd's reply text (after any `<address>: `), up
-/// to the envelope summary: the wording that comes first in
-/// [`REASON_WORDING`] wins. The positions where a wording could start are
-/// found 64 bytes at a time with vector compares; only those are looked
-/// at (most bytes of a text start none).
-#[doc(hidden)]
-pub fn reject_reason(text: &[u8]) -> RejectReason {
-    let mut best = REASON_WORDING.len();
-    let mut base = 0;
-    'text: while base < text.len() {
-        let mut starts = set_mask64(&text[base..], &STARTING_BYTES);
-        while starts != 0 {
-            let at = base + starts.trailing_zeros() as usize;
-            starts &= starts - 1;
-            let rest = &text[at..];
-            let mut candidates = FIRST_BYTES[usize::from(rest[0])];
-            if candidates & ENVELOPE_BIT != 0 && rest.starts_with(ENVELOPE) {
-                break 'text;
-            }
-            candidates &= !ENVELOPE_BIT;
-            let Some(head) = rest.get(..4) else {
-                continue;
-            };
-            let head = u32::from_le_bytes([head[0], head[1], head[2], head[3]]);
-            while candidates != 0 {
-                let i = candidates.trailing_zeros() as usize;
-                candidates &= candidates - 1;
-                if i < best && WORDING_HEADS[i] == head && rest.starts_with(REASON_WORDING[i].0) {
-                    best = i;
-                }
-            }
-            if best == 0 {
-                break 'text;
-            }
-        }
-        base += 64;
-    }
-    REASON_WORDING
-        .get(best)
-        .map_or(RejectReason::Other, |(_, reason)| *reason)
-}
-
-/// [`reject_reason`] one byte at a time, with no shortcut: the definition
-/// it is tested against (unit test and the `log_line` fuzz target).
-#[doc(hidden)]
-pub fn reject_reason_bytewise(text: &[u8]) -> RejectReason {
-    let mut best = REASON_WORDING.len();
-    for (at, &byte) in text.iter().enumerate() {
-        let mut candidates = FIRST_BYTES[usize::from(byte)];
-        if candidates == 0 {
-            continue;
-        }
-        if candidates & ENVELOPE_BIT != 0 && text[at..].starts_with(ENVELOPE) {
-            break;
-        }
-        candidates &= !ENVELOPE_BIT;
-        while candidates != 0 {
-            let i = candidates.trailing_zeros() as usize;
-            candidates &= candidates - 1;
-            if i < best && text[at..].starts_with(REASON_WORDING[i].0) {
-                best = i;
-            }
-        }
-        if best == 0 {
-            break;
-        }
-    }
-    REASON_WORDING
-        .get(best)
-        .map_or(RejectReason::Other, |(_, reason)| *reason)
-}
-
-/// `4...` → temporary, `5...` → permanent (SMTP code or enhanced status).
-#[inline]
-fn status_class(reply: &[u8]) -> StatusClass {
-    match reply.first() {
-        Some(b'4') => StatusClass::Temporary,
-        Some(b'5') => StatusClass::Permanent,
-        _ => StatusClass::Unknown,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn queue_ids() {
-        for id in ["4F3A21C0D2", "C0D2A1", "4Mn3Yq0Xb3z9tQ1", "3ZQLFb6XTCz4wtN"] {
-            assert!(is_queue_id(id.as_bytes()), "{id}");
-        }
-        for id in [
-            "NOQUEUE",
-            "warning",
-            "4f3a21c0d2",
-            "ABC",
-            "reject",
-            "4Mn3Yq0Xb39tQ1",
-            "removed",
-            "statuszzzzzzz",
-            "",
-        ] {
-            assert!(!is_queue_id(id.as_bytes()), "{id}");
-        }
-    }
-
-    #[test]
-    fn upper_hex_check_matches_a_byte_by_byte_one() {
-        let alphabet: Vec<u8> = (0u8..=255).collect();
-        for len in 6..=24 {
-            for &b in &alphabet {
-                for pos in [0, len / 2, len - 1] {
-                    let mut id = vec![b'7'; len];
-                    id[pos] = b;
-                    let want = id
-                        .iter()
-                        .all(|c| c.is_ascii_digit() || (b'A'..=b'F').contains(c));
-                    assert_eq!(is_upper_hex(&id), want, "{id:?}");
-                }
-            }
-        }
-    }
 
     #[test]
     fn tag_parts() {
@@ -1146,68 +823,6 @@ mod tests {
                 ..
             })
         ));
-    }
-
-    #[test]
-    fn reject_reason_priority_and_envelope_end() {
-        let reason = |t: &str| reject_reason(t.as_bytes());
-        assert_eq!(
-            reason("Client host rejected: x; blocked using zen; from=<a> to=<b>"),
-            RejectReason::Rbl
-        );
-        assert_eq!(
-            reason("Sender address rejected: undeliverable: user unknown"),
-            RejectReason::UnknownUser
-        );
-        // Sender-controlled envelope text after `; from=<` does not count.
-        assert_eq!(
-            reason("Some text; from=<blocked using @x> to=<User unknown@y>"),
-            RejectReason::Other
-        );
-        assert_eq!(
-            reason("Greylisted, see http://x"),
-            RejectReason::PolicyService
-        );
-        assert_eq!(reason(""), RejectReason::Other);
-    }
-
-    /// The vector search and the byte loop agree on texts built from
-    /// the wordings, pieces of them, the envelope and other bytes, in every
-    /// order and overlap a small generator reaches.
-    #[test]
-    fn reject_reason_search_agrees_with_the_byte_loop() {
-        let mut pieces: Vec<&[u8]> = REASON_WORDING.iter().map(|(w, _)| *w).collect();
-        pieces.extend([
-            ENVELOPE, b"; from", b"; ", b"Us", b"bl", b"x", b" ", b";", b"\xff", b"\0",
-        ]);
-        for (w, _) in REASON_WORDING {
-            pieces.push(&w[..w.len() / 2]);
-            pieces.push(&w[1..]);
-        }
-        let mut state = 0x9E37_79B9_7F4A_7C15u64;
-        let mut next = move |n: usize| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state % n as u64) as usize
-        };
-        let mut seen = std::collections::HashSet::new();
-        for _ in 0..200_000 {
-            let mut text = Vec::new();
-            for _ in 0..next(6) {
-                text.extend_from_slice(pieces[next(pieces.len())]);
-            }
-            let want = reject_reason_bytewise(&text);
-            assert_eq!(
-                reject_reason(&text),
-                want,
-                "{:?}",
-                String::from_utf8_lossy(&text)
-            );
-            seen.insert(format!("{want:?}"));
-        }
-        // Every class a wording names (eight), and Other, came out.
-        assert_eq!(seen.len(), 9, "{seen:?}");
     }
 
     /// Host and tag shapes around the edges of the indexed head: the bit
