@@ -205,10 +205,7 @@ fn deb_installs_runs_as_its_user_and_removes_cleanly() {
     let meta = fs::metadata(snmpd.socket_path()).unwrap();
     assert_eq!(meta.permissions().mode() & 0o777, 0o660);
 
-    let work = tempfile::Builder::new()
-        .prefix("pfagentx-deb-")
-        .tempdir()
-        .unwrap();
+    let work = support::temp_dir("pfagentx-deb-");
     fs::set_permissions(work.path(), fs::Permissions::from_mode(0o755)).unwrap();
     let state = work.path().join("state");
     fs::create_dir(&state).unwrap();

@@ -107,10 +107,7 @@ struct DovecotAuth {
 impl DovecotAuth {
     fn start() -> DovecotAuth {
         let dovecot = support::require_program("dovecot", "dovecot-core");
-        let dir = tempfile::Builder::new()
-            .prefix("pfagentx-dovecot-")
-            .tempdir()
-            .unwrap();
+        let dir = support::temp_dir("pfagentx-dovecot-");
         support_chmod(dir.path(), 0o755);
         let d = dir.path().display();
         let conf = format!(

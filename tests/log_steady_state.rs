@@ -74,10 +74,7 @@ fn start_agent(dir: &Path, config: &str, snmpd: &Snmpd) -> AgentProc {
 #[test]
 fn log_reads_are_proportional_to_new_lines_only() {
     let snmpd = Snmpd::start().unwrap();
-    let dir = tempfile::Builder::new()
-        .prefix("pfagentx-steady-")
-        .tempdir()
-        .unwrap();
+    let dir = support::temp_dir("pfagentx-steady-");
     let log = dir.path().join("maillog");
     write_old_log(&log, OLD_LOG_BYTES);
     let old_size = fs::metadata(&log).unwrap().len();

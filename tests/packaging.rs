@@ -138,10 +138,7 @@ impl SnippetSnmpd {
     fn start(group: &str) -> SnippetSnmpd {
         find_program("snmpd").unwrap();
         find_program("snmpwalk").unwrap();
-        let dir = tempfile::Builder::new()
-            .prefix("pfagentx-snippet-")
-            .tempdir()
-            .unwrap();
+        let dir = support::temp_dir("pfagentx-snippet-");
         // The agent runs unprivileged and must reach the socket below.
         fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
         let persist = dir.path().join("persist");
@@ -269,10 +266,7 @@ fn start_agent_as(
     socket: &Path,
     read_only: Option<&Path>,
 ) -> (Guard, tempfile::TempDir) {
-    let work = tempfile::Builder::new()
-        .prefix("pfagentx-asuser-")
-        .tempdir()
-        .unwrap();
+    let work = support::temp_dir("pfagentx-asuser-");
     fs::set_permissions(work.path(), fs::Permissions::from_mode(0o777)).unwrap();
     let config = work.path().join("agent.toml");
     fs::write(

@@ -118,10 +118,7 @@ fn round_trips_and_certificates_through_real_postfix_dovecot_and_snmpd() {
         "stlsuser",
     ];
     let dovecot = Dovecot::start(&users);
-    let certs = tempfile::Builder::new()
-        .prefix("pfagentx-certs-")
-        .tempdir()
-        .unwrap();
+    let certs = support::temp_dir("pfagentx-certs-");
     fs::set_permissions(certs.path(), fs::Permissions::from_mode(0o755)).unwrap();
     let (valid, valid_key) = write_cert(certs.path(), "valid", "mx.test.invalid", (2040, 1, 1));
     let (expired, expired_key) =

@@ -55,10 +55,7 @@ fn unix_sockets(pid: i32) -> Vec<(u64, u32)> {
 #[test]
 fn the_running_agent_listens_on_no_socket() {
     let snmpd = Snmpd::start().unwrap();
-    let dir = tempfile::Builder::new()
-        .prefix("pfagentx-security-")
-        .tempdir()
-        .unwrap();
+    let dir = support::temp_dir("pfagentx-security-");
     let log = dir.path().join("maillog");
     append(&log, &LineGenerator::new().take(100));
     // Every collector that can run without a Postfix instance.

@@ -45,10 +45,7 @@ fn soak_walks_and_rotation_under_10k_lines_per_second() {
     let rotate_every = Duration::from_secs(env_secs("POSTFIX_AGENTX_SOAK_ROTATE_SECONDS", 20));
 
     let mut snmpd = Snmpd::start().unwrap();
-    let dir = tempfile::Builder::new()
-        .prefix("pfagentx-soak-")
-        .tempdir()
-        .unwrap();
+    let dir = support::temp_dir("pfagentx-soak-");
     let log = dir.path().join("maillog");
     fs::write(&log, "").unwrap();
     let config = format!(

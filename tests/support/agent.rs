@@ -32,10 +32,7 @@ impl Agent {
     }
 
     fn start_with_mode(config: &str, mode: u32) -> Agent {
-        let dir = tempfile::Builder::new()
-            .prefix("pfagentx-agent-")
-            .tempdir()
-            .expect("agent temp dir");
+        let dir = super::temp_dir("pfagentx-agent-");
         let d = dir.path().display().to_string();
         let mut text = config.replace("{dir}", &d);
         if !text.contains("[state]") {

@@ -62,10 +62,7 @@ impl Dovecot {
             super::is_root(),
             "a private Dovecot needs root; run the tests as root"
         );
-        let dir = tempfile::Builder::new()
-            .prefix("pfagentx-dovecot-")
-            .tempdir()
-            .unwrap();
+        let dir = super::temp_dir("pfagentx-dovecot-");
         fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
         let d = dir.path();
         for sub in ["run", "state", "maildir"] {

@@ -39,10 +39,7 @@ fn fetch() -> PathBuf {
         return cache;
     }
     require_program("npm", "npm");
-    let work = tempfile::Builder::new()
-        .prefix("pfagentx-npm-")
-        .tempdir()
-        .expect("temp dir");
+    let work = super::temp_dir("pfagentx-npm-");
     let out = Command::new("npm")
         .args(["pack", "net-snmp", "--silent", "--pack-destination"])
         .arg(work.path())

@@ -12,6 +12,14 @@ pub mod workload;
 use std::net::{TcpListener, UdpSocket};
 use std::path::PathBuf;
 
+/// A new temporary directory named `PREFIX...`, removed when dropped.
+pub fn temp_dir(prefix: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir()
+        .unwrap_or_else(|e| panic!("creating a temporary directory {prefix}...: {e}"))
+}
+
 /// Finds `program` on PATH or in the sbin directories, or panics with the
 /// Debian package that provides it: a test that needs a real program never
 /// silently passes without it.

@@ -74,10 +74,7 @@ impl PostfixBuilder {
             is_root(),
             "starting a private Postfix instance needs root (postfix start); run the tests as root, as .ci/run does"
         );
-        let base = tempfile::Builder::new()
-            .prefix("pfagentx-postfix-")
-            .tempdir()
-            .expect("create temp dir");
+        let base = super::temp_dir("pfagentx-postfix-");
         // Postfix daemons run as user postfix and must traverse the base dir.
         fs::set_permissions(base.path(), fs::Permissions::from_mode(0o755)).expect("chmod base");
         let dir = base.path().to_path_buf();
@@ -495,10 +492,7 @@ pub struct SmtpSink {
 impl SmtpSink {
     pub fn start(mode: SinkMode) -> SmtpSink {
         let program = require_program("smtp-sink", "postfix");
-        let dump_dir = tempfile::Builder::new()
-            .prefix("pfagentx-sink-")
-            .tempdir()
-            .expect("create sink dir");
+        let dump_dir = super::temp_dir("pfagentx-sink-");
         // smtp-sink refuses to run as root without -u; it writes as that user.
         fs::set_permissions(dump_dir.path(), fs::Permissions::from_mode(0o777))
             .expect("chmod sink");

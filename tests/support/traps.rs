@@ -31,10 +31,7 @@ pub struct TrapReceiver {
 impl TrapReceiver {
     pub fn start() -> TrapReceiver {
         let program = require_program("snmptrapd", "snmptrapd");
-        let dir = tempfile::Builder::new()
-            .prefix("pfagentx-traps-")
-            .tempdir()
-            .expect("temp dir");
+        let dir = super::temp_dir("pfagentx-traps-");
         std::fs::write(
             dir.path().join("snmptrapd.conf"),
             "disableAuthorization yes\n",
