@@ -465,19 +465,13 @@ fn timestamp_end(line: &[u8]) -> Option<usize> {
     }
 }
 
-#[inline]
+/// Out of line: only rare lines need a pid (see `Tag::pid`).
+#[inline(never)]
 fn parse_u32(digits: &[u8]) -> Option<u32> {
-    if digits.is_empty() || digits.len() > 10 {
+    if digits.len() > 10 {
         return None;
     }
-    let mut value: u64 = 0;
-    for &b in digits {
-        if !b.is_ascii_digit() {
-            return None;
-        }
-        value = value * 10 + u64::from(b - b'0');
-    }
-    u32::try_from(value).ok()
+    parse_u64(digits).and_then(|value| u32::try_from(value).ok())
 }
 
 #[inline]
@@ -793,6 +787,24 @@ mod tests {
         assert_eq!(p.tag.program, b"smtpd");
         assert_eq!(p.tag.pid(), Some(42));
         assert_eq!(p.event, Event::SmtpdConnect);
+    }
+
+    #[test]
+    fn pids_are_u32_or_nothing() {
+        let pid = |text: &[u8]| {
+            Tag {
+                syslog_name: b"postfix",
+                service: b"smtpd",
+                program: b"smtpd",
+                pid_text: text,
+            }
+            .pid()
+        };
+        assert_eq!(pid(b"4294967295"), Some(u32::MAX));
+        assert_eq!(pid(b"0000000042"), Some(42));
+        for bad in [&b"4294967296"[..], b"00000000042", b"", b"4a", b"-1", b" 1"] {
+            assert_eq!(pid(bad), None, "{:?}", String::from_utf8_lossy(bad));
+        }
     }
 
     #[test]
