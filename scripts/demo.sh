@@ -119,10 +119,22 @@ for i in 1 2 3; do smtp "sender$i@example.org" alice@mx.demo.invalid bob@mx.demo
 smtp sender@example.org nobody@mx.demo.invalid        # unknown user: rejected
 smtp sender@example.org someone@unreachable.invalid   # relay to a closed port: deferred
 printf 'Subject: local\n\nvia sendmail\n' | sendmail -C "$work/etc" alice@mx.demo.invalid
-sleep 3
+
+# Wait for what Postfix and the agent say, not for a fixed time (a slow
+# machine takes longer): first until no message waits for delivery...
+wait_for() { # SECONDS COMMAND...: true once COMMAND succeeds
+  local tries=$(($1 * 4)); shift
+  while [ "$tries" -gt 0 ]; do "$@" && return 0; sleep 0.25; tries=$((tries - 1)); done
+  return 1
+}
+queue_settled() {
+  postqueue -c "$work/etc" -j | python3 -c 'import json, sys
+sys.exit(any(json.loads(l)["queue_name"] in ("maildrop", "incoming", "active") for l in sys.stdin if l.strip()))'
+}
+wait_for 60 queue_settled || echo "   (Postfix still has mail in flight after 60 s)"
+# ...then put the deferred message on hold, as an admin would.
 qid=$(postqueue -c "$work/etc" -j | python3 -c 'import json,sys; print(json.loads(sys.stdin.readline())["queue_id"])' 2>/dev/null || true)
 [ -n "$qid" ] && postsuper -c "$work/etc" -h "$qid" >/dev/null 2>&1 || true
-sleep 4
 
 mibs="$work/mibs"
 mkdir -p "$mibs"
@@ -132,6 +144,20 @@ for m in SNMPv2-SMI SNMPv2-TC SNMPv2-CONF SNMPv2-MIB; do
 done
 snmp=(-v2c -c public -M "$mibs:$repo/mibs" -m POSTFIX-MIB "udp:127.0.0.1:$snmp_port")
 export MIBS=
+
+# Then until the agent, read through snmpd, has counted the whole log
+# (what `parse` counts in it), and its queue and probe tables are filled.
+agent_caught_up() {
+  local want got
+  want=$("$agent" parse --format json "$work/log/maillog" |
+    python3 -c 'import json,sys; c=json.load(sys.stdin); print(c["delivered"], c["held"], c["rejected"])')
+  got=$(snmpget -Oqv "${snmp[@]}" POSTFIX-MIB::postfixDelivered.0 POSTFIX-MIB::postfixHeld.0 \
+    POSTFIX-MIB::postfixRejected.0 2>/dev/null | tr '\n' ' ')
+  [ "$want " = "$got" ] || return 1
+  snmpget -Oqv "${snmp[@]}" POSTFIX-MIB::postfixQueueMessages.hold 2>/dev/null | grep -qE '^1( |$)' &&
+    snmpget -Oqv "${snmp[@]}" 'POSTFIX-MIB::postfixProbeStatus."smtp"' 2>/dev/null | grep -q ok
+}
+wait_for 30 agent_caught_up || echo "   (the agent had not caught up after 30 s)"
 
 echo
 echo "== snmpwalk POSTFIX-MIB::postfixLog (counters from the log Postfix just wrote)"
