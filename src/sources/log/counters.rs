@@ -77,15 +77,14 @@
 //! * generated: once per NEWID of bounce notices and local(8) forwards.
 //! * qmgr/postsuper `QID: removed` forgets the QID.
 //!
-//! Memory is bounded ([`QidTable`]): QIDs live
-//! in two generations (of one hash table);
-//! when the young one reaches half the capacity the old one is dropped and
-//! the young one becomes old. Lookups promote entries, so live messages
-//! survive while forgotten ones (whose `removed` line was never seen) age out.
+//! Memory is bounded ([`QidTable`]): QIDs live in two generations (of one
+//! hash table); when the young one reaches half the capacity the old one is
+//! dropped and the young one becomes old. Lookups promote entries, so live
+//! messages survive while forgotten ones (whose `removed` line was never
+//! seen) age out.
 
 use super::parser::{self, Action, Event, Line, Severity, Status, StatusClass, Tag};
-pub use super::qid_table::DEFAULT_QID_CAPACITY;
-use super::qid_table::{QidHashBuilder, QidKey, QidTable};
+use super::qid_table::{QidHashBuilder, QidKey, QidTable, DEFAULT_QID_CAPACITY};
 use crate::snapshot::{DeliveryCount, LogCounters, RejectCount};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
