@@ -233,7 +233,16 @@ impl AlarmEngine {
                 .any(|r| r.name == "master" && r.state == ProcessState::Running)
         });
         if let Some(p) = &s.processes {
+            // With master down, Postfix is stopped: one alarm for master, not
+            // one more for each daemon that went with it.
+            let master_down = p
+                .rows
+                .iter()
+                .any(|r| r.name == "master" && r.state == ProcessState::Down);
             for row in &p.rows {
+                if master_down && row.name != "master" {
+                    continue;
+                }
                 // `restarting` is a routine restart (pickup after max_use), never an alarm.
                 if row.state == ProcessState::Down && c.process_down {
                     out.push(Finding {
@@ -457,6 +466,46 @@ mod tests {
         s.processes.as_mut().unwrap().rows = vec![row(ProcessState::Down)];
         let ev = e.evaluate(&s, now, SystemTime::now());
         assert!(matches!(&ev[..], [AlarmEvent::Raised(a)] if a.key == "process:pickup"));
+    }
+
+    #[test]
+    fn postfix_stopped_is_one_alarm_for_master() {
+        let now = Instant::now();
+        let mut e = AlarmEngine::new(config(), now);
+        let mut s = snapshot(0);
+        let row = |name: &str, state| ProcessRow {
+            name: name.into(),
+            services: String::new(),
+            instances: 0,
+            cpu_centiseconds: 0,
+            cpu_percent: 0,
+            rss_bytes: 0,
+            vsize_bytes: 0,
+            state,
+            oldest_start: None,
+            restarts: 0,
+        };
+        let daemons = ["master", "qmgr", "pickup", "tlsmgr", "anvil"];
+        s.processes = Some(ProcessStatus {
+            config_directory: String::new(),
+            rows: daemons.iter().map(|d| row(d, ProcessState::Down)).collect(),
+            scan_time: SystemTime::UNIX_EPOCH,
+        });
+        let ev = e.evaluate(&s, now, SystemTime::now());
+        assert!(
+            matches!(&ev[..], [AlarmEvent::Raised(a)] if a.key == "process:master"),
+            "{ev:?}"
+        );
+        // Master back, qmgr still down: that one is its own alarm now.
+        let rows = &mut s.processes.as_mut().unwrap().rows;
+        rows[0].state = ProcessState::Running;
+        rows[2].state = ProcessState::Running;
+        rows[3].state = ProcessState::Running;
+        rows[4].state = ProcessState::Running;
+        let ev = e.evaluate(&s, now, SystemTime::now());
+        assert!(ev.iter().any(|x| matches!(x, AlarmEvent::Cleared(a) if a.key == "process:master")));
+        assert!(ev.iter().any(|x| matches!(x, AlarmEvent::Raised(a) if a.key == "process:qmgr")));
+        assert_eq!(ev.len(), 2, "{ev:?}");
     }
 
     #[test]

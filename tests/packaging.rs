@@ -79,7 +79,7 @@ fn systemd_unit_keeps_its_security_settings() {
     for want in [
         "User=postfix-agentx",
         "Group=postfix-agentx",
-        "SupplementaryGroups=adm postdrop systemd-journal",
+        "RestartPreventExitStatus=78",
         "NoNewPrivileges=yes",
         "ProtectSystem=strict",
         "ProtectHome=yes",
