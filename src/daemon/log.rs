@@ -133,15 +133,60 @@ fn epoch_secs(t: SystemTime) -> u64 {
         .unwrap_or(0)
 }
 
-/// Loads the saved state, or starts fresh saying why.
-fn load_state(store: &StateStore, config: &Config) -> (LogState, bool) {
+/// Refuses to start (a [`crate::refusal::ConfigError`], exit 78) when the
+/// state directory or file can be changed by another user, or when a state
+/// file exists that cannot be read: see [`StateStore::check_trusted`].
+pub fn check_state(config: &Config) -> Result<()> {
+    let store = StateStore::new(config.state.directory.join(STATE_FILE));
+    store
+        .check_trusted(crate::file_trust::effective_uid())
+        .map_err(crate::refusal::config_error)
+}
+
+/// Saves the state and keeps its health row; refuses to save when the saved
+/// state could not be read at start (saving would destroy it).
+struct Saver<'a> {
+    store: &'a StateStore,
+    detail: String,
+    /// Why saving is off, for the health row.
+    disabled: Option<String>,
+}
+
+impl Saver<'_> {
+    /// Saves; `false` (after logging why) if that failed and should be retried.
+    fn save(&self, state: &LogState, publisher: &Publisher) -> bool {
+        match &self.disabled {
+            Some(why) => {
+                publisher.health(STATE_SOURCE, &self.detail, |h| h.failure(why.clone()));
+                true
+            }
+            None => save(self.store, state, &self.detail, publisher),
+        }
+    }
+}
+
+/// Loads the saved state, or starts fresh saying why. Publishes the `state`
+/// health row at once. A state file that exists but cannot be read turns
+/// saving off: the file may hold good counters (the start-up check refuses
+/// this case; here it can only come from a change since).
+fn load_state<'a>(
+    store: &'a StateStore,
+    config: &Config,
+    publisher: &Publisher,
+) -> (LogState, bool, Saver<'a>) {
     let fresh = || LogState {
         accumulator: LogAccumulator::new(&config.log.syslog_names),
         files: Vec::new(),
         journal_cursor: None,
         discontinuity_time: epoch_secs(SystemTime::now()),
     };
-    match store.load::<LogState>() {
+    let mut saver = Saver {
+        store,
+        detail: store.path().display().to_string(),
+        disabled: None,
+    };
+    let detail = saver.detail.clone();
+    let (state, resumed) = match store.load::<LogState>() {
         Ok(LoadOutcome::Loaded(mut s)) => {
             s.accumulator
                 .set_extra_syslog_names(&config.log.syslog_names);
@@ -149,6 +194,7 @@ fn load_state(store: &StateStore, config: &Config) -> (LogState, bool) {
                 state = %store.path().display(),
                 "resuming counters and log positions from the saved state"
             );
+            publisher.health(STATE_SOURCE, &detail, |h| h.success(SystemTime::now()));
             (s, true)
         }
         Ok(LoadOutcome::Missing) => {
@@ -156,20 +202,27 @@ fn load_state(store: &StateStore, config: &Config) -> (LogState, bool) {
                 state = %store.path().display(),
                 "no saved state: counters start at zero"
             );
+            publisher.health(STATE_SOURCE, &detail, |h| h.success(SystemTime::now()));
             (fresh(), false)
         }
         Ok(LoadOutcome::Corrupt(reason)) => {
-            tracing::warn!(
-                state = %store.path().display(),
-                "saved state is unusable ({reason}): counters start at zero"
-            );
+            let msg = format!("saved state is unusable ({reason}): counters start at zero");
+            tracing::warn!(state = %store.path().display(), "{msg}");
+            publisher.health(STATE_SOURCE, &detail, |h| h.failure(msg));
             (fresh(), false)
         }
         Err(e) => {
-            tracing::warn!("cannot read the saved state ({e}): counters start at zero");
+            let msg = format!(
+                "cannot read the saved state ({e}): counters start at zero and are not \
+                 saved, so that the file is kept; fix its owner or mode and restart"
+            );
+            tracing::error!("{msg}");
+            publisher.health(STATE_SOURCE, &detail, |h| h.failure(msg.clone()));
+            saver.disabled = Some(msg);
             (fresh(), false)
         }
-    }
+    };
+    (state, resumed, saver)
 }
 
 fn open_input(config: &Config, state: &LogState, resumed: bool) -> Result<(Input, String)> {
@@ -214,8 +267,7 @@ const IDLE_HEALTH_REFRESH: Duration = Duration::from_secs(5);
 /// Follows the log until shutdown, then saves the state one last time.
 pub fn run(config: Config, publisher: Arc<Publisher>, shutdown: Shutdown) {
     let store = StateStore::new(config.state.directory.join(STATE_FILE));
-    let state_detail = store.path().display().to_string();
-    let (mut state, resumed) = load_state(&store, &config);
+    let (mut state, resumed, saver) = load_state(&store, &config, &publisher);
     let discontinuity = SystemTime::UNIX_EPOCH + Duration::from_secs(state.discontinuity_time);
     publisher.update(|s| {
         s.agent.discontinuity_time = discontinuity;
@@ -288,7 +340,7 @@ pub fn run(config: Config, publisher: Arc<Publisher>, shutdown: Shutdown) {
             inp.save_into(&mut state);
             // A failed save (full or read-only disk) is retried at the next
             // interval even if no new line arrives.
-            dirty = !save(&store, &state, &state_detail, &publisher);
+            dirty = !saver.save(&state, &publisher);
             last_save = Instant::now();
         }
         if shutdown.requested() {
@@ -304,7 +356,7 @@ pub fn run(config: Config, publisher: Arc<Publisher>, shutdown: Shutdown) {
     if let Some(inp) = &input {
         inp.save_into(&mut state);
     }
-    save(&store, &state, &state_detail, &publisher);
+    saver.save(&state, &publisher);
 }
 
 /// Saves the state; `false` (after logging why) if that failed.
@@ -337,7 +389,7 @@ fn save(store: &StateStore, state: &LogState, detail: &str, publisher: &Publishe
 /// saved positions, without saving anything.
 pub fn collect_once(config: &Config, publisher: &Publisher) {
     let store = StateStore::new(config.state.directory.join(STATE_FILE));
-    let (mut state, resumed) = load_state(&store, config);
+    let (mut state, resumed, _) = load_state(&store, config, publisher);
     if resumed {
         if let Ok((Input::Files(mut f), detail)) = open_input(config, &state, resumed) {
             let mut sink = Counting(&mut state.accumulator);
