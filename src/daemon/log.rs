@@ -8,7 +8,7 @@ use crate::publisher::Publisher;
 use crate::sources::log::follow::{FilePosition, FollowOptions, LineSink, LogFollower, StartFrom};
 use crate::sources::log::journal::{JournalConfig, JournalFollower, JournalSource};
 use crate::sources::log::state::{LoadOutcome, StateStore};
-use crate::sources::log::LogAccumulator;
+use crate::sources::log::{largest_counter, LogAccumulator, COUNTER_CEILING};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -194,6 +194,18 @@ fn load_state<'a>(
                 state = %store.path().display(),
                 "resuming counters and log positions from the saved state"
             );
+            let largest = largest_counter(s.accumulator.counters());
+            if largest >= COUNTER_CEILING {
+                // About to wrap: restart the counters (not the positions)
+                // and say so through the discontinuity time.
+                tracing::warn!(
+                    state = %store.path().display(),
+                    "a saved counter is {largest}, near 2^64: counters restart at zero \
+                     with a new discontinuity time"
+                );
+                s.accumulator.counters = Default::default();
+                s.discontinuity_time = epoch_secs(SystemTime::now());
+            }
             publisher.health(STATE_SOURCE, &detail, |h| h.success(SystemTime::now()));
             (s, true)
         }
