@@ -141,7 +141,7 @@ fn execute(cli: Cli) -> Result<()> {
         Command::Dump { config, format } => {
             let config = load_config(&config)?;
             let view = postfix_agentx::daemon::collect_once(&config)?;
-            let root = config.oid_root()?;
+            let root = config.oid_root().map_err(refusal::into_config_error)?;
             let nodes =
                 postfix_agentx::mib::names::mib_nodes(postfix_agentx::mib::text::MIB_TEXT, &root);
             emit(match format {
@@ -168,7 +168,9 @@ fn execute(cli: Cli) -> Result<()> {
         Command::Mib { root, config } => {
             let root = match root {
                 Some(r) => Oid::parse(&r).map_err(anyhow::Error::msg)?,
-                None => load_config(&config)?.oid_root()?,
+                None => load_config(&config)?
+                    .oid_root()
+                    .map_err(refusal::into_config_error)?,
             };
             emit(mib_text(&root).map_err(anyhow::Error::msg)?)
         }
