@@ -427,7 +427,7 @@ fn fifo_at_the_log_path_or_a_rotated_name_never_blocks_the_collector() {
     stop_promptly(&mut agent);
 }
 
-/// `ROOT.1.9.3.0` (postfixAgentDiscontinuityTime) as its year.
+/// `ROOT.1.9.3.0` (postfixCounterDiscontinuityTime) as its year.
 fn discontinuity_year(snmpd: &Snmpd) -> Option<u16> {
     let oid = format!("{ROOT}.1.9.3.0");
     let out = snmpd.tool_with("snmpget", &["-Ox"], &[&oid]).ok()?;
