@@ -54,7 +54,7 @@ pub struct AgentxConfig {
 impl Default for AgentxConfig {
     fn default() -> Self {
         AgentxConfig {
-            socket: "unix:/var/agentx/master".to_string(),
+            socket: "unix:/run/agentx/master".to_string(),
             oid_root: DEFAULT_ROOT.to_string(),
             priority: 127,
             timeout_seconds: 0,
@@ -831,7 +831,7 @@ mod tests {
     fn empty_file_gives_defaults() {
         let c = Config::from_toml("", "t").unwrap();
         assert_eq!(c.agentx.priority, 127);
-        assert_eq!(c.agentx.socket, "unix:/var/agentx/master");
+        assert_eq!(c.agentx.socket, "unix:/run/agentx/master");
         assert_eq!(c.queue.interval_seconds, 30);
     }
 

@@ -145,11 +145,11 @@ impl SnippetSnmpd {
         fs::create_dir(&persist).unwrap();
         let snippet = fs::read_to_string(packaging("snmpd.conf.d/postfix-agentx.conf")).unwrap();
         let sock = dir.path().join("agentx/master");
-        assert!(snippet.contains("agentXSocket unix:/var/agentx/master\n"));
+        assert!(snippet.contains("agentXSocket unix:/run/agentx/master\n"));
         assert!(snippet.contains(" postfix-agentx\n"));
         let snippet = snippet
             .replace(
-                "unix:/var/agentx/master",
+                "unix:/run/agentx/master",
                 &format!("unix:{}", sock.display()),
             )
             .replace(" postfix-agentx\n", &format!(" {group}\n"));

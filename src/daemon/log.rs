@@ -8,6 +8,7 @@ use crate::publisher::Publisher;
 use crate::sources::log::follow::{FilePosition, FollowOptions, LineSink, LogFollower, StartFrom};
 use crate::sources::log::journal::{JournalConfig, JournalFollower, JournalSource};
 use crate::sources::log::state::{LoadOutcome, StateStore};
+use crate::sources::log::switch as source_switch;
 use crate::sources::log::{largest_counter, LogAccumulator, COUNTER_CEILING};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
@@ -29,6 +30,10 @@ pub struct LogState {
     pub files: Vec<FilePosition>,
     #[serde(default)]
     pub journal_cursor: Option<String>,
+    /// The last line counted from the journal: where a log file that
+    /// appears later (rsyslog installed) takes over.
+    #[serde(default)]
+    pub journal_last_line: Option<String>,
     /// When these counters started from zero (seconds since the epoch).
     pub discontinuity_time: u64,
 }
@@ -93,10 +98,24 @@ impl Input {
         }
     }
 
+    /// Only the current source's positions are kept: a position left from
+    /// an earlier source would be resumed from, long after, if that source
+    /// came back, and count again what the other source gave meanwhile.
     fn save_into(&self, state: &mut LogState) {
         match self {
-            Input::Files(f) => state.files = f.positions(),
-            Input::Journal(j) => state.journal_cursor = j.cursor().map(str::to_string),
+            Input::Files(f) => {
+                state.files = f.positions();
+                state.journal_cursor = None;
+                state.journal_last_line = None;
+            }
+            Input::Journal(j) => {
+                state.files.clear();
+                state.journal_cursor = j.cursor().map(str::to_string);
+                if !j.last_line().is_empty() {
+                    state.journal_last_line =
+                        Some(String::from_utf8_lossy(j.last_line()).into_owned());
+                }
+            }
         }
     }
 }
@@ -178,6 +197,7 @@ fn load_state<'a>(
         accumulator: LogAccumulator::new(&config.log.syslog_names),
         files: Vec::new(),
         journal_cursor: None,
+        journal_last_line: None,
         discontinuity_time: epoch_secs(SystemTime::now()),
     };
     let mut saver = Saver {
@@ -248,11 +268,35 @@ fn open_input(config: &Config, state: &LogState, resumed: bool) -> Result<(Input
         LogSource::Auto => resolve_paths(config).is_err(),
     };
     if use_journal {
-        let journal = JournalFollower::new(
+        let switched_from_file =
+            resumed && state.journal_cursor.is_none() && !state.files.is_empty();
+        let mark = switched_from_file
+            .then(|| source_switch::mark_of_saved_files(&state.files))
+            .flatten();
+        if switched_from_file && mark.is_none() {
+            tracing::warn!(
+                "log source changed from a file to the journal, and the file's last counted \
+                 line is gone: reading the journal from its end (entries logged while the \
+                 agent was stopped are not counted)"
+            );
+        }
+        let start = if switched_from_file {
+            StartFrom::End
+        } else {
+            start
+        };
+        let mut journal = JournalFollower::new(
             JournalConfig::new(JournalSource::System),
             state.journal_cursor.clone(),
             start,
         );
+        if let Some(mark) = mark {
+            tracing::info!(
+                "log source changed from a file to the journal: resuming the journal after \
+                 the last line counted from the file"
+            );
+            journal.resume_after_file(mark);
+        }
         return Ok((
             Input::Journal(Box::new(journal)),
             "systemd journal".to_string(),
@@ -264,9 +308,25 @@ fn open_input(config: &Config, state: &LogState, resumed: bool) -> Result<(Input
         .map(|p| p.display().to_string())
         .collect::<Vec<_>>()
         .join(", ");
+    let mut saved = state.files.clone();
+    if resumed && saved.is_empty() && state.journal_cursor.is_some() {
+        saved = source_switch::positions_after_journal(
+            &paths,
+            state.journal_last_line.as_deref(),
+            state.journal_cursor.as_deref(),
+        );
+        for p in &saved {
+            tracing::info!(
+                "log source changed from the journal to {}: reading it from byte {}, after \
+                 the last line the journal gave",
+                p.path.display(),
+                p.offset
+            );
+        }
+    }
     // With saved positions, files not in the state are new: read them whole.
     let start = if resumed { StartFrom::Beginning } else { start };
-    let follower = LogFollower::new(paths, &state.files, start, FollowOptions::default())
+    let follower = LogFollower::new(paths, &saved, start, FollowOptions::default())
         .context("set up inotify for the log files")?;
     Ok((Input::Files(follower), detail))
 }

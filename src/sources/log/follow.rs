@@ -76,6 +76,21 @@ pub struct FilePosition {
     pub fingerprint: u64,
 }
 
+impl FilePosition {
+    /// The position `offset` in `file`, opened for the configured `path`:
+    /// what a saved position would be had the file been read up to there.
+    pub fn of_open_file(path: &Path, file: &File, offset: u64) -> io::Result<FilePosition> {
+        let meta = file.metadata()?;
+        Ok(FilePosition {
+            path: path.to_path_buf(),
+            dev: meta.dev(),
+            inode: meta.ino(),
+            offset,
+            fingerprint: file_fingerprint(file)?.unwrap_or(0),
+        })
+    }
+}
+
 /// Where to start a file that has no saved position.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StartFrom {

@@ -28,6 +28,7 @@
 //! directories (tests, exported journals) with `--merge`.
 
 use super::follow::{LineSink, StartFrom};
+use super::switch::{CatchUp, Mark};
 use std::fmt;
 use std::io::{self, Read};
 use std::os::fd::AsRawFd;
@@ -438,6 +439,11 @@ pub struct JournalFollower {
     tz: jiff::tz::TimeZone,
     finished: bool,
     last_error: Option<String>,
+    /// After a switch from a log file: skips what the file already gave.
+    catch_up: Option<CatchUp>,
+    /// The last line delivered, saved so that a later switch to a file
+    /// knows where the journal stopped.
+    last_line: Vec<u8>,
 }
 
 impl JournalFollower {
@@ -457,7 +463,22 @@ impl JournalFollower {
             tz: jiff::tz::TimeZone::system(),
             finished: false,
             last_error: None,
+            catch_up: None,
+            last_line: Vec::new(),
         }
+    }
+
+    /// Starts without a cursor at the entries around `mark`, the last line
+    /// counted from a log file, and skips those the file already gave.
+    pub fn resume_after_file(&mut self, mark: Mark) {
+        self.cursor = None;
+        self.start = StartFrom::Beginning;
+        self.catch_up = Some(CatchUp::new(mark));
+    }
+
+    /// The last line delivered (empty before the first).
+    pub fn last_line(&self) -> &[u8] {
+        &self.last_line
     }
 
     /// Cursor of the last entry processed; save it with the counters.
@@ -547,6 +568,11 @@ impl JournalFollower {
         args.push("--no-tail".into());
         if let Some(c) = &self.cursor {
             args.push(format!("--after-cursor={c}"));
+        } else if let Some(c) = self.catch_up.as_ref().filter(|c| !c.finished()) {
+            // A minute before the mark: the journal's time of an entry is a
+            // little earlier than a file's stamp of it.
+            let since = c.mark().first_us().div_euclid(1_000_000) - 60;
+            args.push(format!("--since=@{since}"));
         }
         let mut child = Command::new(&self.config.journalctl)
             .args(&args)
@@ -624,8 +650,16 @@ impl JournalFollower {
                         for entry in entries.drain(..) {
                             out.entries += 1;
                             if let Some(line) = format_entry(&entry, &self.config, &self.tz) {
-                                sink.line(&line);
-                                out.lines += 1;
+                                let seen = self
+                                    .catch_up
+                                    .as_mut()
+                                    .is_some_and(|c| c.already_counted(&line));
+                                if !seen {
+                                    sink.line(&line);
+                                    out.lines += 1;
+                                    self.last_line.clear();
+                                    self.last_line.extend_from_slice(&line);
+                                }
                             }
                             if let Some(c) = entry.cursor {
                                 self.cursor = Some(String::from_utf8_lossy(&c).into_owned());

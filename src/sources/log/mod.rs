@@ -19,6 +19,7 @@ pub mod queue_id;
 pub mod reader;
 pub mod reject;
 pub mod state;
+pub mod switch;
 
 pub use counters::LogAccumulator;
 pub use parse::parse_paths;
