@@ -484,3 +484,69 @@ pub fn collect_once(config: &Config, publisher: &Publisher) {
         s.log = Some(counters);
     });
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::snapshot::{HealthState, Snapshot};
+
+    fn publisher() -> Publisher {
+        let root = crate::snmp::Oid::parse(crate::mib::text::DEFAULT_ROOT).unwrap();
+        Publisher::new(root, Snapshot::new(super::super::agent_info()))
+    }
+
+    /// The start-up check refuses an unreadable state; should the file turn
+    /// unreadable after it (here: replaced by a symlink, which O_NOFOLLOW
+    /// refuses even to root), the state is kept and saving is off.
+    #[test]
+    fn a_state_that_cannot_be_read_is_never_saved_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config {
+            state: crate::config::StateConfig {
+                directory: dir.path().to_path_buf(),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let path = dir.path().join(STATE_FILE);
+        let target = dir.path().join("elsewhere.json");
+        std::fs::write(&target, b"precious").unwrap();
+        std::os::unix::fs::symlink(&target, &path).unwrap();
+        let store = StateStore::new(&path);
+        let publisher = publisher();
+        let (state, resumed, saver) = load_state(&store, &config, &publisher);
+        assert!(!resumed);
+        assert!(saver.disabled.is_some());
+        // A save is "done" (no retry loop) but writes nothing.
+        assert!(saver.save(&state, &publisher));
+        assert!(std::fs::symlink_metadata(&path)
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        assert_eq!(std::fs::read(&target).unwrap(), b"precious");
+        let snapshot = publisher.snapshot();
+        let row = &snapshot.health[STATE_SOURCE];
+        assert_eq!(row.state, HealthState::Error);
+        assert!(row.last_error.contains("not saved"), "{}", row.last_error);
+    }
+
+    #[test]
+    fn the_state_row_is_there_before_the_first_save() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config {
+            state: crate::config::StateConfig {
+                directory: dir.path().to_path_buf(),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let store = StateStore::new(dir.path().join(STATE_FILE));
+        let publisher = publisher();
+        let (_, _, saver) = load_state(&store, &config, &publisher);
+        assert!(saver.disabled.is_none());
+        assert_eq!(
+            publisher.snapshot().health[STATE_SOURCE].state,
+            HealthState::Ok
+        );
+    }
+}
