@@ -71,6 +71,19 @@ pub fn effective_uid() -> u32 {
 
 /// `uid N (name)`, the name when the password database has one.
 pub fn describe_uid(uid: u32) -> String {
+    match user_name(uid) {
+        Some(name) => format!("uid {uid} ({name})"),
+        None => format!("uid {uid}"),
+    }
+}
+
+/// What to give `chown` for `uid`: its name, or the number.
+pub fn chown_owner(uid: u32) -> String {
+    user_name(uid).unwrap_or_else(|| uid.to_string())
+}
+
+/// The user name of `uid` from the password database.
+fn user_name(uid: u32) -> Option<String> {
     let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
     let mut buf = vec![0 as libc::c_char; 4096];
     let mut result: *mut libc::passwd = std::ptr::null_mut();
@@ -80,9 +93,9 @@ pub fn describe_uid(uid: u32) -> String {
     if rc == 0 && !result.is_null() && !pwd.pw_name.is_null() {
         // SAFETY: pw_name is a NUL-terminated string inside buf.
         let name = unsafe { std::ffi::CStr::from_ptr(pwd.pw_name) };
-        return format!("uid {uid} ({})", name.to_string_lossy());
+        return Some(name.to_string_lossy().into_owned());
     }
-    format!("uid {uid}")
+    None
 }
 
 /// Why `meta` (of `path`) may be changed by a user other than `agent_uid`

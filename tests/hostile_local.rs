@@ -165,7 +165,12 @@ fn state_directory_or_file_that_others_can_change_is_refused_with_exit_78() {
     let config = refusal_config(dir.path(), &state);
     let stderr = assert_refused(
         &config,
-        &[&state.display().to_string(), "mode 1777", "uid 0 (root)"],
+        &[
+            &state.display().to_string(),
+            "mode 1777",
+            "uid 0 (root)",
+            &format!("chown nobody {}", state.display()),
+        ],
         "world-writable state directory",
     );
     eprintln!("1777: {stderr}");
@@ -231,7 +236,7 @@ fn unreadable_state_file_is_refused_and_never_replaced() {
             &file.display().to_string(),
             "cannot be read",
             "Permission denied",
-            "chown",
+            &format!("chown nobody {}", file.display()),
         ],
         "unreadable state file",
     );

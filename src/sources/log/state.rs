@@ -177,16 +177,16 @@ impl StateStore {
     /// Also refuses a state file that exists but cannot be read: saving would
     /// replace the counters it holds.
     pub fn check_trusted(&self, agent_uid: u32) -> Result<(), String> {
-        use crate::file_trust::{describe_uid, kind_name, writable_by_others};
+        use crate::file_trust::{chown_owner, describe_uid, kind_name, writable_by_others};
         use std::os::unix::fs::DirBuilderExt;
         let dir = match self.path.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),
         };
-        let user = describe_uid(agent_uid);
+        let owner = chown_owner(agent_uid);
         let fix_dir = format!(
-            "give it to the agent's user ({user}) and make it writable by no one else \
-             (`chown AGENT_USER {d} && chmod 0750 {d}`; systemd's StateDirectory= does that)",
+            "give it to the agent's user and make it writable by no one else \
+             (`chown {owner} {d} && chmod 0750 {d}`; systemd's StateDirectory= does that)",
             d = dir.display()
         );
         if !dir.exists() {
@@ -225,8 +225,9 @@ impl StateStore {
         };
         let fix_file = format!(
             "it holds the saved counters and must never be replaced unread: \
-             `chown AGENT_USER {p} && chmod 0640 {p}` (the agent runs as {user}), \
+             `chown {owner} {p} && chmod 0640 {p}` (the agent runs as {}), \
              or remove it to start the counters from zero",
+            describe_uid(agent_uid),
             p = self.path.display()
         );
         if let Some(why) = writable_by_others("state file", &self.path, &meta, agent_uid) {
