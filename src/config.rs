@@ -710,26 +710,33 @@ impl Config {
     }
 
     /// Loads `path`; with `explicit == false` a missing file means defaults.
+    /// The file decides what the agent reads and where it writes, so one
+    /// that another unprivileged user can change is refused
+    /// ([`check_config_owner`]).
     pub fn load(path: &Path, explicit: bool) -> Result<Config> {
-        match std::fs::read(path) {
-            Ok(bytes) => {
-                let text = String::from_utf8(bytes)
-                    .with_context(|| format!("{} is not UTF-8", path.display()))?;
-                let config = Config::from_toml(&text, &path.display().to_string())?;
-                if config.holds_password() {
-                    check_private(path)?;
-                }
-                Ok(config)
-            }
+        use std::io::Read;
+        let (mut file, meta) = match crate::file_trust::open_regular(path, false) {
+            Ok(opened) => opened,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => {
                 tracing::info!(
                     "no configuration file at {}; using the defaults",
                     path.display()
                 );
-                Ok(Config::default())
+                return Ok(Config::default());
             }
-            Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+            Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+        };
+        check_config_owner(path, &meta, crate::file_trust::effective_uid())?;
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let text =
+            String::from_utf8(bytes).with_context(|| format!("{} is not UTF-8", path.display()))?;
+        let config = Config::from_toml(&text, &path.display().to_string())?;
+        if config.holds_password() {
+            check_private(path)?;
         }
+        Ok(config)
     }
 
     /// Checks what serde cannot.
@@ -781,6 +788,19 @@ impl Config {
             );
         }
         Ok(root)
+    }
+}
+
+/// Refuses a configuration file that a user other than root and the agent's
+/// own can change: group- or world-writable, or owned by another unprivileged
+/// user. Whoever can write it chooses the state directory and the log paths.
+pub fn check_config_owner(path: &Path, meta: &std::fs::Metadata, agent_uid: u32) -> Result<()> {
+    match crate::file_trust::writable_by_others("configuration file", path, meta, agent_uid) {
+        None => Ok(()),
+        Some(why) => bail!(
+            "{why}; make it root's and not writable by others: `chown root {p} && chmod go-w {p}`",
+            p = path.display()
+        ),
     }
 }
 
@@ -885,6 +905,59 @@ smtp_password = "other-secret"
         assert_eq!(c.probe[0].smtp_tls_mode(), TlsMode::Starttls);
         assert_eq!(c.probe[0].target(), "127.0.0.1:143");
         assert!(c.probe[0].tls_verify());
+    }
+
+    #[test]
+    fn group_or_world_writable_config_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agent.toml");
+        std::fs::write(&path, "").unwrap();
+        for mode in [0o664, 0o646, 0o666] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            let err = format!("{:#}", Config::load(&path, true).unwrap_err());
+            assert!(
+                err.contains("writable by users other than its owner")
+                    && err.contains(&format!("mode {mode:04o}"))
+                    && err.contains("chmod go-w"),
+                "{err}"
+            );
+        }
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        Config::load(&path, true).unwrap();
+    }
+
+    #[test]
+    fn config_of_another_unprivileged_user_is_refused_and_roots_is_not() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agent.toml");
+        std::fs::write(&path, "").unwrap();
+        let meta = std::fs::metadata(&path).unwrap();
+        let owner = meta.uid();
+        // Our own file, as seen by our own uid: fine.
+        check_config_owner(&path, &meta, owner).unwrap();
+        // Seen by an agent running as another user: refused, unless the
+        // owner is root (then it is a root-owned config: fine).
+        let other = owner.wrapping_add(1).max(1);
+        let verdict = check_config_owner(&path, &meta, other);
+        if owner == 0 {
+            verdict.unwrap();
+        } else {
+            let err = format!("{:#}", verdict.unwrap_err());
+            assert!(err.contains("belongs to another user"), "{err}");
+        }
+    }
+
+    #[test]
+    fn a_fifo_as_config_is_refused_without_blocking() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agent.toml");
+        let c = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+        // SAFETY: valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+        let err = format!("{:#}", Config::load(&path, true).unwrap_err());
+        assert!(err.contains("is a FIFO"), "{err}");
     }
 
     #[test]

@@ -4,6 +4,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use postfix_agentx::config::{Config, DEFAULT_CONFIG_PATH};
 use postfix_agentx::mib::text::mib_text;
+use postfix_agentx::refusal;
 use postfix_agentx::snmp::Oid;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -77,11 +78,13 @@ enum Format {
     Json,
 }
 
+/// Loads the configuration; any problem with it is permanent (exit 78).
 fn load_config(path: &Option<PathBuf>) -> Result<Config> {
     match path {
         Some(p) => Config::load(p, true),
         None => Config::load(std::path::Path::new(DEFAULT_CONFIG_PATH), false),
     }
+    .map_err(refusal::into_config_error)
 }
 
 fn main() -> ExitCode {
@@ -98,7 +101,13 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("postfix-agentx: {e:#}");
-            ExitCode::FAILURE
+            // The one place that turns a refusal into EX_CONFIG, which the
+            // systemd unit's RestartPreventExitStatus= names.
+            if refusal::is_config_error(&e) {
+                ExitCode::from(refusal::EX_CONFIG)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }
@@ -132,7 +141,7 @@ fn execute(cli: Cli) -> Result<()> {
         Command::Dump { config, format } => {
             let config = load_config(&config)?;
             let view = postfix_agentx::daemon::collect_once(&config)?;
-            let root = config.oid_root()?;
+            let root = config.oid_root().map_err(refusal::into_config_error)?;
             let nodes =
                 postfix_agentx::mib::names::mib_nodes(postfix_agentx::mib::text::MIB_TEXT, &root);
             emit(match format {
@@ -159,7 +168,9 @@ fn execute(cli: Cli) -> Result<()> {
         Command::Mib { root, config } => {
             let root = match root {
                 Some(r) => Oid::parse(&r).map_err(anyhow::Error::msg)?,
-                None => load_config(&config)?.oid_root()?,
+                None => load_config(&config)?
+                    .oid_root()
+                    .map_err(refusal::into_config_error)?,
             };
             emit(mib_text(&root).map_err(anyhow::Error::msg)?)
         }

@@ -214,8 +214,9 @@ fn refuses_root_without_allow_root() {
     )
     .unwrap();
     let out = run_cli(&["run", "-c", cfg.to_str().unwrap()]);
-    assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
+    // EX_CONFIG: a permanent refusal (the unit's RestartPreventExitStatus=78).
+    assert_eq!(out.status.code(), Some(78), "{err}");
     assert!(err.contains("refusing to run as root"), "{err}");
 }
 
@@ -225,14 +226,14 @@ fn check_config_names_an_unknown_key_and_its_line() {
     let cfg = dir.path().join("c.toml");
     std::fs::write(&cfg, "[queue]\nmethod = \"showq\"\nintervall_seconds = 5\n").unwrap();
     let out = run_cli(&["check-config", "-c", cfg.to_str().unwrap()]);
-    assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(78), "{err}");
     assert!(
         err.contains("line 3") && err.contains("intervall_seconds"),
         "{err}"
     );
     let out = run_cli(&["check-config", "-c", "/nonexistent/x.toml"]);
-    assert!(!out.status.success());
+    assert_eq!(out.status.code(), Some(78));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/x.toml"));
 }
 

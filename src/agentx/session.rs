@@ -23,6 +23,19 @@ const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
 const MAX_BULK_VARBINDS: usize = 2048;
 /// How long to wait for a TCP/unix connect.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long one PDU may take to write when the configured AgentX timeout is
+/// 0 (the master's default).
+const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The bound on writing one PDU: a master that stops reading would otherwise
+/// keep the session loop (and its Ping timer) blocked in `write_all` for
+/// ever. The master gives up on an answer after its AgentX timeout anyway.
+fn write_timeout(cfg: &SessionConfig) -> Duration {
+    match cfg.timeout_secs {
+        0 => DEFAULT_WRITE_TIMEOUT,
+        secs => Duration::from_secs(u64::from(secs)),
+    }
+}
 
 /// Where the master agent listens.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -218,10 +231,12 @@ struct Conn {
     _reader: AbortOnDrop,
     next_packet_id: u32,
     session_id: u32,
+    /// See [`write_timeout`].
+    write_timeout: Duration,
 }
 
 impl Conn {
-    async fn connect(master: &MasterAddress) -> anyhow::Result<Conn> {
+    async fn connect(master: &MasterAddress, write_timeout: Duration) -> anyhow::Result<Conn> {
         use anyhow::Context;
         let stream: Box<dyn Stream> = match master {
             MasterAddress::Unix(path) => Box::new(
@@ -249,6 +264,7 @@ impl Conn {
             _reader: AbortOnDrop(task),
             next_packet_id: 1,
             session_id: 0,
+            write_timeout,
         })
     }
 
@@ -260,8 +276,16 @@ impl Conn {
 
     async fn send(&mut self, pdu: &Pdu) -> anyhow::Result<()> {
         let bytes = pdu.encode()?;
-        self.writer.write_all(&bytes).await?;
-        Ok(())
+        // A timed-out write may have sent part of the PDU: the framing is
+        // lost, so the caller drops the connection.
+        match timeout(self.write_timeout, self.writer.write_all(&bytes)).await {
+            Ok(written) => Ok(written?),
+            Err(_) => anyhow::bail!(
+                "the master read nothing of a {}-byte PDU for {:?}: it is not reading",
+                bytes.len(),
+                self.write_timeout
+            ),
+        }
     }
 
     /// Sends a request of ours and returns its packet id.
@@ -335,7 +359,7 @@ async fn run_once(
     shutdown: &mut watch::Receiver<bool>,
 ) -> Exit {
     let connect = tokio::select! {
-        c = Conn::connect(&cfg.master) => c,
+        c = Conn::connect(&cfg.master, write_timeout(cfg)) => c,
         _ = wait_for_shutdown(shutdown) => return Exit::Shutdown,
     };
     let mut conn = match connect {
@@ -493,6 +517,7 @@ async fn serve(
                 match handle_frame(cfg, view, conn, header, &payload) {
                     Action::Reply(pdu) => {
                         if let Err(e) = conn.send(&pdu).await {
+                            warn!(error = %format!("{e:#}"), "cannot write a response; dropping the AgentX connection");
                             return lost(format!("writing response: {e:#}"), true);
                         }
                     }
@@ -577,6 +602,16 @@ fn handle_frame(
             return Action::None;
         }
         return respond(&header, ErrorStatus::NotOpen, 0, Vec::new());
+    }
+    // We serve the default context only (RFC 2741 7.1.4.1: a request in a
+    // context we do not support gets unsupportedContext, not our values).
+    let foreign_context = pdu.context.as_ref().is_some_and(|c| !c.is_empty());
+    if is_request && foreign_context && !matches!(pdu.payload, Payload::CleanupSet) {
+        debug!(
+            packet_id = header.packet_id,
+            "request for a non-default context"
+        );
+        return respond(&header, ErrorStatus::UnsupportedContext, 0, Vec::new());
     }
     match pdu.payload {
         Payload::Get(ranges) => {
@@ -1330,6 +1365,87 @@ mod tests {
         assert_eq!(n.payload, Payload::Notify(vbs));
         assert_eq!(n.header.session_id, 5);
         send(&mut s, &ok_response(&n.header)).await;
+        h.shutdown.send(true).unwrap();
+        timeout(WAIT, h.task).await.unwrap().unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_non_default_context_gets_unsupported_context() {
+        let mut h = start_agent(true, |_| {});
+        let (mut s, _) = h.handshake(3, ErrorStatus::NoError).await;
+        h.wait_state(|s| matches!(s, SessionState::Connected { .. }))
+            .await;
+        let payloads = [
+            Payload::Get(vec![range(o("2.0"), false, None)]),
+            Payload::GetNext(vec![range(o("1.0"), false, None)]),
+            Payload::GetBulk(GetBulk {
+                non_repeaters: 0,
+                max_repetitions: 5,
+                ranges: vec![range(o("1"), false, None)],
+            }),
+        ];
+        for (i, payload) in payloads.into_iter().enumerate() {
+            let id = u32::try_from(i).unwrap() + 1;
+            let mut pdu = request(payload.clone(), 3, id);
+            pdu.context = Some(b"vrf-blue".to_vec());
+            send(&mut s, &pdu).await;
+            let (rh, r) = response_of(read_pdu(&mut s).await);
+            assert_eq!(rh.packet_id, id);
+            assert_eq!(r.error, ErrorStatus::UnsupportedContext, "{payload:?}");
+            assert!(r.varbinds.is_empty(), "{:?}", r.varbinds);
+            // The same request in the default context is served.
+            send(&mut s, &request(payload, 3, id + 10)).await;
+            let (_, r) = response_of(read_pdu(&mut s).await);
+            assert_eq!(r.error, ErrorStatus::NoError);
+            assert!(!r.varbinds.is_empty());
+        }
+        h.shutdown.send(true).unwrap();
+        timeout(WAIT, h.task).await.unwrap().unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_master_that_stops_reading_is_dropped_and_reconnected() {
+        let mut h = start_agent(true, |_| {});
+        let (s, _) = h.handshake(1, ErrorStatus::NoError).await;
+        h.wait_state(|s| *s == SessionState::Connected { session_id: 1 })
+            .await;
+        // Requests without end, answers never read: our socket buffer fills
+        // and the agent's write blocks.
+        let (read_half, mut write_half) = tokio::io::split(s);
+        let flood = tokio::spawn(async move {
+            for id in 1u32.. {
+                let bulk = request(
+                    Payload::GetBulk(GetBulk {
+                        non_repeaters: 0,
+                        max_repetitions: 100,
+                        ranges: vec![range(oid(BASE), false, None)],
+                    }),
+                    1,
+                    id,
+                );
+                if write_half.write_all(&bulk.encode().unwrap()).await.is_err() {
+                    return;
+                }
+            }
+        });
+        let started = std::time::Instant::now();
+        let st = timeout(
+            Duration::from_secs(20),
+            h.state
+                .wait_for(|s| matches!(s, SessionState::Disconnected { .. })),
+        )
+        .await
+        .expect("the agent stayed blocked writing to a master that does not read")
+        .unwrap()
+        .clone();
+        assert!(format!("{st:?}").contains("not reading"), "{st:?}");
+        // Within the write bound (5 s, the harness's AgentX timeout), plus slack.
+        assert!(started.elapsed() < Duration::from_secs(15));
+        flood.abort();
+        drop(read_half);
+        let (_s, _) = h.handshake(2, ErrorStatus::NoError).await;
+        h.wait_state(|s| *s == SessionState::Connected { session_id: 2 })
+            .await;
         h.shutdown.send(true).unwrap();
         timeout(WAIT, h.task).await.unwrap().unwrap().unwrap();
     }

@@ -9,7 +9,7 @@ use crate::sources::log::follow::{FilePosition, FollowOptions, LineSink, LogFoll
 use crate::sources::log::journal::{JournalConfig, JournalFollower, JournalSource};
 use crate::sources::log::state::{LoadOutcome, StateStore};
 use crate::sources::log::switch as source_switch;
-use crate::sources::log::LogAccumulator;
+use crate::sources::log::{largest_counter, LogAccumulator, COUNTER_CEILING};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -152,8 +152,47 @@ fn epoch_secs(t: SystemTime) -> u64 {
         .unwrap_or(0)
 }
 
-/// Loads the saved state, or starts fresh saying why.
-fn load_state(store: &StateStore, config: &Config) -> (LogState, bool) {
+/// Refuses to start (a [`crate::refusal::ConfigError`], exit 78) when the
+/// state directory or file can be changed by another user, or when a state
+/// file exists that cannot be read: see [`StateStore::check_trusted`].
+pub fn check_state(config: &Config) -> Result<()> {
+    let store = StateStore::new(config.state.directory.join(STATE_FILE));
+    store
+        .check_trusted(crate::file_trust::effective_uid())
+        .map_err(crate::refusal::config_error)
+}
+
+/// Saves the state and keeps its health row; refuses to save when the saved
+/// state could not be read at start (saving would destroy it).
+struct Saver<'a> {
+    store: &'a StateStore,
+    detail: String,
+    /// Why saving is off, for the health row.
+    disabled: Option<String>,
+}
+
+impl Saver<'_> {
+    /// Saves; `false` (after logging why) if that failed and should be retried.
+    fn save(&self, state: &LogState, publisher: &Publisher) -> bool {
+        match &self.disabled {
+            Some(why) => {
+                publisher.health(STATE_SOURCE, &self.detail, |h| h.failure(why.clone()));
+                true
+            }
+            None => save(self.store, state, &self.detail, publisher),
+        }
+    }
+}
+
+/// Loads the saved state, or starts fresh saying why. Publishes the `state`
+/// health row at once. A state file that exists but cannot be read turns
+/// saving off: the file may hold good counters (the start-up check refuses
+/// this case; here it can only come from a change since).
+fn load_state<'a>(
+    store: &'a StateStore,
+    config: &Config,
+    publisher: &Publisher,
+) -> (LogState, bool, Saver<'a>) {
     let fresh = || LogState {
         accumulator: LogAccumulator::new(&config.log.syslog_names),
         files: Vec::new(),
@@ -161,7 +200,13 @@ fn load_state(store: &StateStore, config: &Config) -> (LogState, bool) {
         journal_last_line: None,
         discontinuity_time: epoch_secs(SystemTime::now()),
     };
-    match store.load::<LogState>() {
+    let mut saver = Saver {
+        store,
+        detail: store.path().display().to_string(),
+        disabled: None,
+    };
+    let detail = saver.detail.clone();
+    let (state, resumed) = match store.load::<LogState>() {
         Ok(LoadOutcome::Loaded(mut s)) => {
             s.accumulator
                 .set_extra_syslog_names(&config.log.syslog_names);
@@ -169,6 +214,19 @@ fn load_state(store: &StateStore, config: &Config) -> (LogState, bool) {
                 state = %store.path().display(),
                 "resuming counters and log positions from the saved state"
             );
+            let largest = largest_counter(s.accumulator.counters());
+            if largest >= COUNTER_CEILING {
+                // About to wrap: restart the counters (not the positions)
+                // and say so through the discontinuity time.
+                tracing::warn!(
+                    state = %store.path().display(),
+                    "a saved counter is {largest}, near 2^64: counters restart at zero \
+                     with a new discontinuity time"
+                );
+                s.accumulator.counters = Default::default();
+                s.discontinuity_time = epoch_secs(SystemTime::now());
+            }
+            publisher.health(STATE_SOURCE, &detail, |h| h.success(SystemTime::now()));
             (s, true)
         }
         Ok(LoadOutcome::Missing) => {
@@ -176,20 +234,27 @@ fn load_state(store: &StateStore, config: &Config) -> (LogState, bool) {
                 state = %store.path().display(),
                 "no saved state: counters start at zero"
             );
+            publisher.health(STATE_SOURCE, &detail, |h| h.success(SystemTime::now()));
             (fresh(), false)
         }
         Ok(LoadOutcome::Corrupt(reason)) => {
-            tracing::warn!(
-                state = %store.path().display(),
-                "saved state is unusable ({reason}): counters start at zero"
-            );
+            let msg = format!("saved state is unusable ({reason}): counters start at zero");
+            tracing::warn!(state = %store.path().display(), "{msg}");
+            publisher.health(STATE_SOURCE, &detail, |h| h.failure(msg));
             (fresh(), false)
         }
         Err(e) => {
-            tracing::warn!("cannot read the saved state ({e}): counters start at zero");
+            let msg = format!(
+                "cannot read the saved state ({e}): counters start at zero and are not \
+                 saved, so that the file is kept; fix its owner or mode and restart"
+            );
+            tracing::error!("{msg}");
+            publisher.health(STATE_SOURCE, &detail, |h| h.failure(msg.clone()));
+            saver.disabled = Some(msg);
             (fresh(), false)
         }
-    }
+    };
+    (state, resumed, saver)
 }
 
 fn open_input(config: &Config, state: &LogState, resumed: bool) -> Result<(Input, String)> {
@@ -274,8 +339,7 @@ const IDLE_HEALTH_REFRESH: Duration = Duration::from_secs(5);
 /// Follows the log until shutdown, then saves the state one last time.
 pub fn run(config: Config, publisher: Arc<Publisher>, shutdown: Shutdown) {
     let store = StateStore::new(config.state.directory.join(STATE_FILE));
-    let state_detail = store.path().display().to_string();
-    let (mut state, resumed) = load_state(&store, &config);
+    let (mut state, resumed, saver) = load_state(&store, &config, &publisher);
     let discontinuity = SystemTime::UNIX_EPOCH + Duration::from_secs(state.discontinuity_time);
     publisher.update(|s| {
         s.agent.discontinuity_time = discontinuity;
@@ -348,7 +412,7 @@ pub fn run(config: Config, publisher: Arc<Publisher>, shutdown: Shutdown) {
             inp.save_into(&mut state);
             // A failed save (full or read-only disk) is retried at the next
             // interval even if no new line arrives.
-            dirty = !save(&store, &state, &state_detail, &publisher);
+            dirty = !saver.save(&state, &publisher);
             last_save = Instant::now();
         }
         if shutdown.requested() {
@@ -364,7 +428,7 @@ pub fn run(config: Config, publisher: Arc<Publisher>, shutdown: Shutdown) {
     if let Some(inp) = &input {
         inp.save_into(&mut state);
     }
-    save(&store, &state, &state_detail, &publisher);
+    saver.save(&state, &publisher);
 }
 
 /// Saves the state; `false` (after logging why) if that failed.
@@ -397,7 +461,7 @@ fn save(store: &StateStore, state: &LogState, detail: &str, publisher: &Publishe
 /// saved positions, without saving anything.
 pub fn collect_once(config: &Config, publisher: &Publisher) {
     let store = StateStore::new(config.state.directory.join(STATE_FILE));
-    let (mut state, resumed) = load_state(&store, config);
+    let (mut state, resumed, _) = load_state(&store, config, publisher);
     if resumed {
         if let Ok((Input::Files(mut f), detail)) = open_input(config, &state, resumed) {
             let mut sink = Counting(&mut state.accumulator);
@@ -419,4 +483,70 @@ pub fn collect_once(config: &Config, publisher: &Publisher) {
         s.agent.discontinuity_time = discontinuity;
         s.log = Some(counters);
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::snapshot::{HealthState, Snapshot};
+
+    fn publisher() -> Publisher {
+        let root = crate::snmp::Oid::parse(crate::mib::text::DEFAULT_ROOT).unwrap();
+        Publisher::new(root, Snapshot::new(super::super::agent_info()))
+    }
+
+    /// The start-up check refuses an unreadable state; should the file turn
+    /// unreadable after it (here: replaced by a symlink, which O_NOFOLLOW
+    /// refuses even to root), the state is kept and saving is off.
+    #[test]
+    fn a_state_that_cannot_be_read_is_never_saved_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config {
+            state: crate::config::StateConfig {
+                directory: dir.path().to_path_buf(),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let path = dir.path().join(STATE_FILE);
+        let target = dir.path().join("elsewhere.json");
+        std::fs::write(&target, b"precious").unwrap();
+        std::os::unix::fs::symlink(&target, &path).unwrap();
+        let store = StateStore::new(&path);
+        let publisher = publisher();
+        let (state, resumed, saver) = load_state(&store, &config, &publisher);
+        assert!(!resumed);
+        assert!(saver.disabled.is_some());
+        // A save is "done" (no retry loop) but writes nothing.
+        assert!(saver.save(&state, &publisher));
+        assert!(std::fs::symlink_metadata(&path)
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        assert_eq!(std::fs::read(&target).unwrap(), b"precious");
+        let snapshot = publisher.snapshot();
+        let row = &snapshot.health[STATE_SOURCE];
+        assert_eq!(row.state, HealthState::Error);
+        assert!(row.last_error.contains("not saved"), "{}", row.last_error);
+    }
+
+    #[test]
+    fn the_state_row_is_there_before_the_first_save() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config {
+            state: crate::config::StateConfig {
+                directory: dir.path().to_path_buf(),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let store = StateStore::new(dir.path().join(STATE_FILE));
+        let publisher = publisher();
+        let (_, _, saver) = load_state(&store, &config, &publisher);
+        assert!(saver.disabled.is_none());
+        assert_eq!(
+            publisher.snapshot().health[STATE_SOURCE].state,
+            HealthState::Ok
+        );
+    }
 }

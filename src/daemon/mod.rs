@@ -8,6 +8,7 @@ use crate::agentx::session::{self, MasterAddress, SessionConfig, SessionState};
 use crate::config::Config;
 use crate::mib::MibView;
 use crate::publisher::Publisher;
+use crate::refusal::{config_error, into_config_error};
 use crate::snapshot::{AgentInfo, Snapshot};
 use anyhow::{bail, Context, Result};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -118,17 +119,21 @@ fn agent_info() -> AgentInfo {
 /// Runs the agent until SIGTERM or SIGINT.
 pub fn run(config: Config, allow_root: bool) -> Result<()> {
     if is_root() && !allow_root {
-        bail!(
+        return Err(config_error(
             "refusing to run as root: the agent needs no root (see the README's security \
-             section); run it as its own user, or pass --allow-root"
-        );
+             section); run it as its own user, or pass --allow-root",
+        ));
     }
-    let root = config.oid_root()?;
+    let root = config.oid_root().map_err(into_config_error)?;
     let master: MasterAddress = config
         .agentx
         .socket
         .parse()
-        .map_err(|e: String| anyhow::anyhow!("agentx.socket: {e}"))?;
+        .map_err(|e: String| config_error(format!("agentx.socket: {e}")))?;
+    if config.log.enabled {
+        // Before any thread starts: a forged or unreadable state is refused.
+        log::check_state(&config)?;
+    }
     let publisher = Arc::new(Publisher::new(root.clone(), Snapshot::new(agent_info())));
     let shutdown = Shutdown::default();
 

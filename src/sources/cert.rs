@@ -86,12 +86,18 @@ pub fn parse_file_contents(data: &[u8]) -> Result<CertInfo> {
 
 /// Reads `path` (at most `MAX_FILE` bytes).
 pub fn read_file(path: &Path) -> Result<CertInfo> {
-    let meta =
-        std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
+    use std::io::Read;
+    // Non-blocking open and a check on the descriptor: a FIFO in its place
+    // must not hang the certificate collector.
+    let (file, meta) = crate::file_trust::open_regular(path, false)
+        .with_context(|| format!("cannot read {}", path.display()))?;
     if meta.len() > MAX_FILE {
         bail!("{} is larger than {MAX_FILE} bytes", path.display());
     }
-    let data = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut data = Vec::new();
+    file.take(MAX_FILE + 1)
+        .read_to_end(&mut data)
+        .with_context(|| format!("cannot read {}", path.display()))?;
     parse_file_contents(&data).with_context(|| path.display().to_string())
 }
 

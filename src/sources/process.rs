@@ -387,8 +387,14 @@ impl ProcessScanner {
             .as_ref()
             .ok_or(())?
             .join("pid/master.pid");
-        if let Ok(text) = std::fs::read_to_string(&path) {
-            return Ok(text.trim().parse().ok());
+        if let Ok((file, _)) = crate::file_trust::open_regular(&path, false) {
+            use std::io::Read;
+            // A pid file is one short line; a FIFO in its place is skipped
+            // by open_regular instead of blocking.
+            let mut text = String::new();
+            if file.take(64).read_to_string(&mut text).is_ok() {
+                return Ok(text.trim().parse().ok());
+            }
         }
         use std::os::unix::fs::MetadataExt;
         let meta = match std::fs::metadata(&path) {

@@ -350,9 +350,11 @@ impl FileStamp {
 }
 
 impl Reader {
+    /// Opens a regular file only: a FIFO or device at a log path (anyone
+    /// who can write the log directory can put one there) is an error, never
+    /// a blocking open.
     fn open(path: &Path, offset: u64, linger: Duration) -> io::Result<Reader> {
-        let file = File::open(path)?;
-        let meta = file.metadata()?;
+        let (file, meta) = open_regular(path)?;
         Ok(Reader {
             file,
             dev: meta.dev(),
@@ -544,6 +546,12 @@ const FILE_MASK: WatchMask = WatchMask::MODIFY
     .union(WatchMask::DELETE_SELF)
     .union(WatchMask::CLOSE_WRITE);
 
+/// Opens a regular file without blocking on a special one (see
+/// [`crate::file_trust::open_regular`]).
+fn open_regular(path: &Path) -> io::Result<(File, fs::Metadata)> {
+    crate::file_trust::open_regular(path, false)
+}
+
 fn io_message(what: &str, path: &Path, e: &io::Error) -> String {
     let mut msg = format!("cannot {what} {}: {e}", path.display());
     if e.kind() == io::ErrorKind::PermissionDenied {
@@ -599,10 +607,10 @@ fn find_rotated(
     let siblings = rotated_siblings(path);
     let candidates = |by_inode: bool| {
         siblings.iter().filter_map(move |p| {
-            let file = File::open(p).ok()?;
-            let meta = file.metadata().ok()?;
-            if !meta.is_file() || exclude.contains(&(meta.dev(), meta.ino())) || meta.len() < offset
-            {
+            // Special files (a FIFO planted as `mail.log.0`) are skipped
+            // without blocking: open_regular fails on them at once.
+            let (file, meta) = open_regular(p).ok()?;
+            if exclude.contains(&(meta.dev(), meta.ino())) || meta.len() < offset {
                 return None;
             }
             let same_inode = meta.dev() == dev && meta.ino() == inode;
@@ -677,13 +685,7 @@ impl LogFollower {
         }
         // With any saved position, whatever is in a file we do not recognise is new.
         followed.plan = StartPlan::FromZero;
-        let current = File::open(&followed.path)
-            .and_then(|f| {
-                let m = f.metadata()?;
-                Ok((f, m))
-            })
-            .ok()
-            .filter(|(_, m)| m.is_file());
+        let current = open_regular(&followed.path).ok();
         // The file may exist but be unreadable for now: its identity still
         // decides whether it is the saved one (else it would be reread from 0).
         let current_id = fs::metadata(&followed.path)
@@ -870,14 +872,11 @@ impl LogFollower {
         let check = match fs::metadata(&path) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Check::Missing,
             Err(e) => Check::Failed(io_message("stat", &path, &e)),
-            Ok(meta) if !meta.is_file() => {
-                let kind = if meta.is_dir() {
-                    "a directory"
-                } else {
-                    "not a regular file"
-                };
-                Check::Failed(format!("{} is {kind}, not a log file", path.display()))
-            }
+            Ok(meta) if !meta.is_file() => Check::Failed(format!(
+                "{} is {}, not a log file",
+                path.display(),
+                crate::file_trust::kind_name(meta.file_type())
+            )),
             Ok(meta) => Check::File(meta.dev(), meta.ino()),
         };
         let current_id = self.paths[idx].current.as_ref().map(|r| (r.dev, r.inode));

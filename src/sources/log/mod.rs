@@ -29,3 +29,45 @@ pub use reader::LineReader;
 pub fn counters_to_json(counters: &crate::snapshot::LogCounters) -> serde_json::Value {
     serde_json::to_value(counters).unwrap_or(serde_json::Value::Null)
 }
+
+/// Saved counters at or above this are reset on load (with a new
+/// discontinuity time): no real log reaches 2^63 events, and a counter left
+/// there would wrap (or, in a debug build, panic) within a few increments,
+/// a jump no poller could tell from real traffic.
+pub const COUNTER_CEILING: u64 = 1 << 63;
+
+/// The largest value among all counters, table rows included.
+pub fn largest_counter(counters: &crate::snapshot::LogCounters) -> u64 {
+    fn walk(v: &serde_json::Value) -> u64 {
+        match v {
+            serde_json::Value::Number(n) => n.as_u64().unwrap_or(0),
+            serde_json::Value::Array(items) => items.iter().map(walk).max().unwrap_or(0),
+            serde_json::Value::Object(fields) => fields.values().map(walk).max().unwrap_or(0),
+            _ => 0,
+        }
+    }
+    walk(&counters_to_json(counters))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn largest_counter_sees_scalars_and_table_rows() {
+        let mut acc = LogAccumulator::new(&[]);
+        assert_eq!(largest_counter(acc.counters()), 0);
+        acc.counters.delivered = u64::MAX - 1;
+        assert_eq!(largest_counter(acc.counters()), u64::MAX - 1);
+        // A per-transport row only.
+        let mut acc = LogAccumulator::new(&[]);
+        acc.counters.deliveries.insert(
+            "smtp".to_string(),
+            crate::snapshot::DeliveryCount {
+                sent: COUNTER_CEILING + 5,
+                ..Default::default()
+            },
+        );
+        assert_eq!(largest_counter(acc.counters()), COUNTER_CEILING + 5);
+    }
+}

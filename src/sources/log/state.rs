@@ -106,18 +106,16 @@ impl StateStore {
             path: self.path.clone(),
             source,
         };
-        let file = match File::open(&self.path) {
-            Ok(f) => f,
+        // O_NOFOLLOW: a symlink planted in place of the file is an error
+        // (the file is then never replaced), not a way to read another file.
+        let (file, meta) = match crate::file_trust::open_regular(&self.path, true) {
+            Ok(opened) => opened,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(LoadOutcome::Missing),
+            Err(e) if e.kind() == io::ErrorKind::InvalidInput => {
+                return Ok(LoadOutcome::Corrupt(e.to_string()))
+            }
             Err(e) => return Err(read_err(e)),
         };
-        let meta = file.metadata().map_err(read_err)?;
-        if !meta.is_file() {
-            return Ok(LoadOutcome::Corrupt(format!(
-                "{} is not a regular file",
-                self.path.display()
-            )));
-        }
         if meta.len() > self.max_bytes {
             return Ok(LoadOutcome::Corrupt(format!(
                 "{} is {} bytes, more than the {} bytes a state file may have",
@@ -168,6 +166,89 @@ impl StateStore {
                 self.path.display()
             ))),
         }
+    }
+
+    /// Checks, before anything is read or written, that only the agent's
+    /// user (`agent_uid`, or root) can change the state: else another user
+    /// could plant counters that are served, and that come back after every
+    /// restart. Creates the directory (mode 0750) when it is missing. The
+    /// error says what is wrong and how to fix it; the agent must not start.
+    ///
+    /// Also refuses a state file that exists but cannot be read: saving would
+    /// replace the counters it holds.
+    pub fn check_trusted(&self, agent_uid: u32) -> Result<(), String> {
+        use crate::file_trust::{chown_owner, describe_uid, kind_name, writable_by_others};
+        use std::os::unix::fs::DirBuilderExt;
+        let dir = match self.path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let owner = chown_owner(agent_uid);
+        let fix_dir = format!(
+            "give it to the agent's user and make it writable by no one else \
+             (`chown {owner} {d} && chmod 0750 {d}`; systemd's StateDirectory= does that)",
+            d = dir.display()
+        );
+        if !dir.exists() {
+            // A failure shows up at the first save, as a health error.
+            let _ = fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o750)
+                .create(&dir);
+        }
+        match fs::symlink_metadata(&dir) {
+            Ok(meta) => {
+                if let Some(why) = writable_by_others("state directory", &dir, &meta, agent_uid) {
+                    return Err(format!("{why}; {fix_dir}"));
+                }
+                if !meta.is_dir() {
+                    return Err(format!(
+                        "state directory {} is {}",
+                        dir.display(),
+                        kind_name(meta.file_type())
+                    ));
+                }
+            }
+            // Cannot be created or seen (read-only file system, no search
+            // permission): the first save reports it as a health error.
+            Err(_) => return Ok(()),
+        }
+        let meta = match fs::symlink_metadata(&self.path) {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => {
+                return Err(format!(
+                    "cannot look at the state file {}: {e}; {fix_dir}",
+                    self.path.display()
+                ))
+            }
+        };
+        let fix_file = format!(
+            "it holds the saved counters and must never be replaced unread: \
+             `chown {owner} {p} && chmod 0640 {p}` (the agent runs as {}), \
+             or remove it to start the counters from zero",
+            describe_uid(agent_uid),
+            p = self.path.display()
+        );
+        if let Some(why) = writable_by_others("state file", &self.path, &meta, agent_uid) {
+            return Err(format!("{why}; {fix_file}"));
+        }
+        if !meta.is_file() {
+            return Err(format!(
+                "state file {} is {}; remove it",
+                self.path.display(),
+                kind_name(meta.file_type())
+            ));
+        }
+        if let Err(e) = crate::file_trust::open_regular(&self.path, true) {
+            return Err(format!(
+                "state file {} exists but cannot be read ({e}): owner {}, mode {:04o}; {fix_file}",
+                self.path.display(),
+                describe_uid(std::os::unix::fs::MetadataExt::uid(&meta)),
+                std::os::unix::fs::MetadataExt::mode(&meta) & 0o7777,
+            ));
+        }
+        Ok(())
     }
 
     /// Replaces the state file atomically and durably.
@@ -348,6 +429,74 @@ mod tests {
         assert!(
             err.contains("nonexistent") && err.contains("No such file"),
             "{err}"
+        );
+    }
+
+    fn uid_of(path: &Path) -> u32 {
+        std::os::unix::fs::MetadataExt::uid(&fs::metadata(path).unwrap())
+    }
+
+    #[test]
+    fn world_writable_directory_or_planted_symlink_is_not_trusted() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let me = uid_of(dir.path());
+        let state_dir = dir.path().join("state");
+        let store = StateStore::new(state_dir.join("log-state.json"));
+        // Missing: created, private, trusted.
+        store.check_trusted(me).unwrap();
+        assert_eq!(
+            fs::metadata(&state_dir).unwrap().permissions().mode() & 0o777,
+            0o750
+        );
+        fs::set_permissions(&state_dir, fs::Permissions::from_mode(0o1777)).unwrap();
+        let err = store.check_trusted(me).unwrap_err();
+        assert!(
+            err.contains("state directory") && err.contains("mode 1777") && err.contains("chown"),
+            "{err}"
+        );
+        fs::set_permissions(&state_dir, fs::Permissions::from_mode(0o755)).unwrap();
+        store.save(&sample()).unwrap();
+        store.check_trusted(me).unwrap();
+        // A group-writable state file.
+        fs::set_permissions(store.path(), fs::Permissions::from_mode(0o660)).unwrap();
+        let err = store.check_trusted(me).unwrap_err();
+        assert!(
+            err.contains("state file") && err.contains("mode 0660"),
+            "{err}"
+        );
+        // A symlink in its place: refused before, and never followed by load.
+        fs::remove_file(store.path()).unwrap();
+        let elsewhere = dir.path().join("forged.json");
+        StateStore::new(&elsewhere).save(&sample()).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, store.path()).unwrap();
+        let err = store.check_trusted(me).unwrap_err();
+        assert!(err.contains("symbolic link"), "{err}");
+        let err = store.load::<Sample>().unwrap_err().to_string();
+        assert!(err.contains("symbolic links"), "{err}");
+        // The state directory itself as a symlink.
+        fs::remove_file(store.path()).unwrap();
+        let linked = StateStore::new(dir.path().join("linked/log-state.json"));
+        std::os::unix::fs::symlink(&state_dir, dir.path().join("linked")).unwrap();
+        let err = linked.check_trusted(me).unwrap_err();
+        assert!(
+            err.contains("state directory") && err.contains("symbolic link"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_fifo_as_state_file_is_refused_and_never_blocks_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log-state.json");
+        let c = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+        // SAFETY: valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let store = StateStore::new(&path);
+        let err = store.check_trusted(uid_of(dir.path())).unwrap_err();
+        assert!(err.contains("is a FIFO"), "{err}");
+        assert!(
+            matches!(store.load::<Sample>().unwrap(), LoadOutcome::Corrupt(r) if r.contains("FIFO"))
         );
     }
 
