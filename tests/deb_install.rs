@@ -171,7 +171,7 @@ fn deb_installs_runs_as_its_user_and_removes_cleanly() {
         "/lib/systemd/system/postfix-agentx.service",
         "/usr/share/man/man1/postfix-agentx.1.gz",
         "/usr/share/man/man1/postfix-agentx-run.1.gz",
-        "/usr/share/doc/postfix-agentx/examples/snmpd.conf.d/postfix-agentx.conf",
+        "/etc/snmp/snmpd.conf.d/postfix-agentx.conf",
         "/usr/share/doc/postfix-agentx/examples/directory-queue.conf",
         "/usr/share/doc/postfix-agentx/templates/zabbix/postfix-agentx_zabbix_6.0.yaml",
     ] {
