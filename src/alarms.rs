@@ -503,8 +503,12 @@ mod tests {
         rows[3].state = ProcessState::Running;
         rows[4].state = ProcessState::Running;
         let ev = e.evaluate(&s, now, SystemTime::now());
-        assert!(ev.iter().any(|x| matches!(x, AlarmEvent::Cleared(a) if a.key == "process:master")));
-        assert!(ev.iter().any(|x| matches!(x, AlarmEvent::Raised(a) if a.key == "process:qmgr")));
+        assert!(ev
+            .iter()
+            .any(|x| matches!(x, AlarmEvent::Cleared(a) if a.key == "process:master")));
+        assert!(ev
+            .iter()
+            .any(|x| matches!(x, AlarmEvent::Raised(a) if a.key == "process:qmgr")));
         assert_eq!(ev.len(), 2, "{ev:?}");
     }
 
