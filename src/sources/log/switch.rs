@@ -17,9 +17,9 @@
 //! little after the journal's time of the same entry.
 
 use super::follow::FilePosition;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 /// How far apart the two sources' times of one entry may be.
@@ -195,20 +195,9 @@ pub fn file_offset_after(file: &File, mark: &Mark, tz: &jiff::tz::TimeZone) -> i
     Ok(same_entry_end.unwrap_or(not_later_end))
 }
 
-/// Opens a log file without blocking (a FIFO planted at a log path must not
-/// hang the collector) and only if it is a regular file.
+/// Opens a log file without blocking and only if it is a regular file.
 fn open_log_file(path: &Path) -> io::Result<File> {
-    let file = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
-        .open(path)?;
-    if !file.metadata()?.is_file() {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("{} is not a regular file", path.display()),
-        ));
-    }
-    Ok(file)
+    crate::file_trust::open_regular(path, false).map(|(file, _)| file)
 }
 
 /// The mark of saved file positions: the last line read from the newest
