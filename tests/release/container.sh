@@ -79,15 +79,30 @@ boot() {
     st=$(state "$root")
     local name; name=$(basename "$root")
     echo "$name" > "$root/etc/hostname"
-    grep -q " $name\$" "$root/etc/hosts" 2>/dev/null || echo "127.0.1.1 $name" >> "$root/etc/hosts"
+    # debootstrap writes no /etc/hosts; the Debian installer writes this one
+    # (without it "localhost" does not resolve).
+    if [ ! -f "$root/etc/hosts" ]; then
+        printf '127.0.0.1\tlocalhost\n127.0.1.1\t%s\n\n::1\tlocalhost ip6-localhost ip6-loopback\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n' "$name" > "$root/etc/hosts"
+    fi
     local args=(-D "$root" --register=no --keep-unit --private-network --console=passive -b)
     [ -n "$bind" ] && args=(--bind-ro="$bind":/src "${args[@]}")
     rm -f "$st.rc"
-    (SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=1 systemd-nspawn "${args[@]}" > "$st.log" 2>&1; echo $? > "$st.rc") &
+    # In its own session: the wrapper must outlive this script and write
+    # nspawn's exit code (133 after a reboot) when nspawn ends.
+    setsid bash -c 'SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=1 systemd-nspawn "${@:2}" > "$1.log" 2>&1; echo $? > "$1.rc"' \
+        wrapper "$st" "${args[@]}" < /dev/null > /dev/null 2>&1 &
     echo $! > "$st.wrapper"
     for _ in $(seq 1 100); do
-        local ns; ns=$(pgrep -f "systemd-nspawn .*-D $root " | head -1 || true)
-        [ -n "$ns" ] && c=$(pgrep -P "$ns" | head -1 || true) && [ -n "$c" ] && break
+        local ns; ns=$(pgrep -f "^systemd-nspawn .*-D $root " | head -1 || true)
+        # nspawn forks a short-lived helper first; the container's PID 1 is
+        # the child that runs systemd.
+        c=""
+        if [ -n "$ns" ]; then
+            for p in $(pgrep -P "$ns" || true); do
+                [ "$(cat "/proc/$p/comm" 2>/dev/null)" = systemd ] && c=$p
+            done
+        fi
+        [ -n "$c" ] && break
         [ -f "$st.rc" ] && die "systemd-nspawn exited at once (rc $(cat "$st.rc")): $(tail -5 "$st.log")"
         sleep 0.2
     done

@@ -1,0 +1,50 @@
+//! Release tier: what a user gets on a real, booted system. Slow (minutes),
+//! so these tests are `#[ignore]`d in a plain `cargo test`; the README's test
+//! command (scripts/test.sh) runs them with `--ignored`, and so does CI.
+//!
+//! The work is in shell scripts under tests/release/, because what they run
+//! are a user's shell commands (docs/deployment.md's blocks, word for word)
+//! inside a Debian 12 container booted with systemd as PID 1.
+
+mod support;
+
+use std::process::Command;
+
+/// Runs tests/release/SCRIPT and fails with its output unless it passes.
+fn run_release_script(script: &str) {
+    assert!(
+        support::is_root(),
+        "the release tier boots a container with systemd-nspawn and needs root \
+         (run scripts/test.sh as root, or `sudo cargo test --test release -- --ignored`)"
+    );
+    let path = format!("{}/tests/release/{script}", env!("CARGO_MANIFEST_DIR"));
+    let out = Command::new("bash")
+        .arg(&path)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run bash {path}: {e}"));
+    let log = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "{script} failed ({}):\n{log}",
+        out.status
+    );
+    assert!(
+        log.contains("=== PASS"),
+        "{script} exited 0 without its PASS line:\n{log}"
+    );
+}
+
+/// docs/deployment.md on a fresh, booted Debian 12: package install before
+/// Postfix, the docs' checks, counts across restarts, a reboot and the
+/// journal→mail.log switch, SNMPv3, the directory-queue drop-in, a refused
+/// configuration (exit 78, no restart loop), one alarm for a stopped
+/// Postfix, remove/purge, and the by-hand install.
+#[test]
+#[ignore = "release tier (minutes, root, systemd-nspawn): scripts/test.sh runs it"]
+fn first_install_on_booted_debian_follows_the_docs() {
+    run_release_script("first_install.sh");
+}
