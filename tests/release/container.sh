@@ -89,6 +89,7 @@ boot() {
     rm -f "$st.rc"
     # In its own session: the wrapper must outlive this script and write
     # nspawn's exit code (133 after a reboot) when nspawn ends.
+    # shellcheck disable=SC2016
     setsid bash -c 'SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=1 systemd-nspawn "${@:2}" > "$1.log" 2>&1; echo $? > "$1.rc"' \
         wrapper "$st" "${args[@]}" < /dev/null > /dev/null 2>&1 &
     echo $! > "$st.wrapper"

@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# Commands in single quotes run in the container and expand there.
+# shellcheck disable=SC2016,SC2012
 # Release test: a user's first install. Boots Debian 12 with systemd as PID 1
 # (tests/release/container.sh), then runs docs/deployment.md's command
 # blocks word for word, in the order a user meets them, and checks after
@@ -18,8 +20,6 @@
 # is answered yes (APT::Get::Assume-Yes) and Postfix's debconf questions
 # are preseeded ("Local only"), since no one sits at the terminal.
 set -euo pipefail
-# Commands in single quotes run in the container, expanded there.
-# shellcheck disable=SC2016
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
 CT="$REPO/tests/release/container.sh"
 DOC="$REPO/docs/deployment.md"
