@@ -440,13 +440,10 @@ mod tests {
         assert!(e.active().is_empty());
     }
 
-    #[test]
-    fn restarting_is_not_down() {
-        let now = Instant::now();
-        let mut e = AlarmEngine::new(config(), now);
-        let mut s = snapshot(0);
-        let row = |state| ProcessRow {
-            name: "pickup".into(),
+    /// A process row with nothing but a name and a state.
+    fn process_row(name: &str, state: ProcessState) -> ProcessRow {
+        ProcessRow {
+            name: name.into(),
             services: String::new(),
             instances: 0,
             cpu_centiseconds: 0,
@@ -456,7 +453,15 @@ mod tests {
             state,
             oldest_start: None,
             restarts: 0,
-        };
+        }
+    }
+
+    #[test]
+    fn restarting_is_not_down() {
+        let now = Instant::now();
+        let mut e = AlarmEngine::new(config(), now);
+        let mut s = snapshot(0);
+        let row = |state| process_row("pickup", state);
         s.processes = Some(ProcessStatus {
             config_directory: String::new(),
             rows: vec![row(ProcessState::Restarting)],
@@ -473,22 +478,13 @@ mod tests {
         let now = Instant::now();
         let mut e = AlarmEngine::new(config(), now);
         let mut s = snapshot(0);
-        let row = |name: &str, state| ProcessRow {
-            name: name.into(),
-            services: String::new(),
-            instances: 0,
-            cpu_centiseconds: 0,
-            cpu_percent: 0,
-            rss_bytes: 0,
-            vsize_bytes: 0,
-            state,
-            oldest_start: None,
-            restarts: 0,
-        };
         let daemons = ["master", "qmgr", "pickup", "tlsmgr", "anvil"];
         s.processes = Some(ProcessStatus {
             config_directory: String::new(),
-            rows: daemons.iter().map(|d| row(d, ProcessState::Down)).collect(),
+            rows: daemons
+                .iter()
+                .map(|d| process_row(d, ProcessState::Down))
+                .collect(),
             scan_time: SystemTime::UNIX_EPOCH,
         });
         let ev = e.evaluate(&s, now, SystemTime::now());
