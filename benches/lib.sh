@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared by the benchmark scripts (sourced, not run; they use set -euo pipefail).
 
 # need PROGRAM PACKAGE: fails, saying what to install, when PROGRAM is missing.

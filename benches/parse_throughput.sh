@@ -153,7 +153,7 @@ for ref in "wc -l, median of $ROUNDS:59" "seed greps (12 x grep -c):1.3" "pflogs
     name=${ref%:*}
     here=${RATE[$name]:-}
     # A row too fast to time (a small log) has no rate.
-    [ -n "$here" ] && awk -v h="$here" 'BEGIN { exit !(h > 0) }' || continue
+    if [ -z "$here" ] || ! awk -v h="$here" 'BEGIN { exit !(h > 0) }'; then continue; fi
     awk -v n="$name" -v r="${ref##*:}" -v h="$here" -v o="$ours" 'BEGIN {
         printf "  by %-40s %7.3f there / %7.3f here = %5.2fx -> %5.2f M lines/s\n", n, r, h, r / h, o * r / h }'
 done

@@ -37,7 +37,7 @@ trap cleanup EXIT
 # system) of $runs runs, as "WALL/CPU" in seconds. On a loaded machine the
 # CPU time is the steadier figure: wall time includes waiting for a core.
 best_of() {
-    local best_wall= best_cpu= out wall cpu
+    local best_wall='' best_cpu='' out wall cpu
     for _ in $(seq "$runs"); do
         out=$( { /usr/bin/time -f '%e %U %S' "$@" >/dev/null; } 2>&1 | tail -1)
         wall=$(echo "$out" | awk '{print $1}')
@@ -69,6 +69,8 @@ for n in "${sizes[@]}"; do
         echo "count mismatch for $n: floor $got_floor find $got_find ours $got_ours" >&2
         exit 1
     fi
+    # $1 is the inner bash's argument: it must not expand here.
+    # shellcheck disable=SC2016
     t_find=$(best_of bash -c 'find "$1" -type f | wc -l' find "$q/deferred")
     t_floor=$(best_of "$floor_bin" "$q/deferred")
     t_c1=$(best_of "$scan" --queue-dir "$q" --method directory --counts-only --threads 1)

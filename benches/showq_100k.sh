@@ -156,10 +156,10 @@ PY
 listed=$(queued)
 held=$(in_hold)
 echo "postqueue -j | wc -l: $listed (on hold: $held)"
-[ "$listed" -eq "$count" ] && [ "$held" -eq "$count" ] || {
+if ! { [ "$listed" -eq "$count" ] && [ "$held" -eq "$count" ]; }; then
     echo "Postfix lists $listed messages ($held on hold), not $count" >&2
     exit 1
-}
+fi
 ours=$("$scan" --queue-dir "$work/spool" --method showq | sed -n 's/.*"total":\([0-9]*\).*/\1/p')
 [ "$ours" -eq "$count" ] || { echo "our showq method counted $ours, not $count" >&2; exit 1; }
 
@@ -188,7 +188,7 @@ best_of() {
     local name=$1 wall cpu rss t0 t1 sq
     shift
     "$@" >/dev/null # warm-up: page cache, a running showq daemon
-    local bw= bc= bs= br=0
+    local bw='' bc='' bs='' br=0
     for _ in $(seq "$runs"); do
         t0=$(showq_ticks)
         /usr/bin/time -f '%e %U %S %M' -o "$work/time" "$@" >/dev/null
@@ -212,6 +212,8 @@ echo
 echo "| client                         | wall s | client CPU s | showq daemon CPU s | client peak RSS MB |"
 echo "|--------------------------------|-------:|-------------:|-------------------:|-------------------:|"
 best_of "ours, showq method" "$scan" --queue-dir "$work/spool" --method showq
+# $1 is the inner sh's argument: it must not expand here.
+# shellcheck disable=SC2016
 best_of "postqueue -j \| wc -l" sh -c 'postqueue -c "$1" -j | wc -l' sh "$work/etc"
 best_of "ours, directory method" "$scan" --queue-dir "$work/spool" --method directory
 echo

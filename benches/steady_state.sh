@@ -171,6 +171,8 @@ EOF
     fi
 
     # The seed: every poll greps the whole log (C locale: the fastest grep).
+    # $p and $1 belong to the inner bash: they must not expand here.
+    # shellcheck disable=SC2016
     /usr/bin/time -f "%e %U %S %M" -o "$RUN/seed-$size.time" bash -c '
         for p in " status=sent (delivered to" "status=sent (forwarded to" "reject:" "postfix/pickup" \
                  "discard:" "status=deferred" "status=bounced" "hold:" " fatal:" " warning:" " panic:" " error:"; do

@@ -16,4 +16,10 @@ bash packaging/gen-man.sh target/release/postfix-agentx target/man
 mkdir -p target/rpm
 objcopy --strip-debug target/release/postfix-agentx target/rpm/postfix-agentx
 cargo generate-rpm
-ls -1t target/generate-rpm/*.rpm | head -n 1
+# The newest .rpm (older builds may still be there).
+newest=
+for rpm in target/generate-rpm/*.rpm; do
+    if [ -z "$newest" ] || [ "$rpm" -nt "$newest" ]; then newest=$rpm; fi
+done
+[ -f "$newest" ] || { echo "no .rpm in target/generate-rpm" >&2; exit 1; }
+echo "$newest"

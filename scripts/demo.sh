@@ -134,7 +134,7 @@ sys.exit(any(json.loads(l)["queue_name"] in ("maildrop", "incoming", "active") f
 wait_for 60 queue_settled || echo "   (Postfix still has mail in flight after 60 s)"
 # ...then put the deferred message on hold, as an admin would.
 qid=$(postqueue -c "$work/etc" -j | python3 -c 'import json,sys; print(json.loads(sys.stdin.readline())["queue_id"])' 2>/dev/null || true)
-[ -n "$qid" ] && postsuper -c "$work/etc" -h "$qid" >/dev/null 2>&1 || true
+if [ -n "$qid" ]; then postsuper -c "$work/etc" -h "$qid" >/dev/null 2>&1 || true; fi
 
 mibs="$work/mibs"
 mkdir -p "$mibs"

@@ -2,12 +2,13 @@
 # Installs the Debian packages the demo and the tests use (needs root).
 # Real programs only: snmpd as AgentX master, the net-snmp tools, smilint,
 # Postfix, Dovecot, logrotate, journald tools, and debootstrap with
-# systemd-nspawn for the release tier (a booted Debian 12). Safe to run again.
+# systemd-nspawn for the release tier (a booted Debian 12), rpm to read back
+# the RPM, shellcheck for every shell script. Safe to run again.
 set -euo pipefail
 
 packages=(snmpd snmp snmptrapd smitools libsnmp-base postfix dovecot-imapd dovecot-pop3d
           logrotate systemd systemd-journal-remote procps util-linux ca-certificates openssl faketime
-          debootstrap systemd-container)
+          debootstrap systemd-container rpm shellcheck)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -95,7 +95,7 @@ agentXPerms 0660 0755
 rocommunity public 127.0.0.1
 EOF
 mkdir -p "$base/persist"
-SNMP_PERSISTENT_DIR=$base/persist MIBS= snmpd -f -Lo -C -I -smux -c "$base/snmpd.conf" \
+SNMP_PERSISTENT_DIR=$base/persist MIBS='' snmpd -f -Lo -C -I -smux -c "$base/snmpd.conf" \
     "udp:127.0.0.1:$snmp_port" >"$base/snmpd.log" 2>&1 &
 pids+=($!)
 cat > "$base/agent.toml" <<EOF
@@ -118,7 +118,7 @@ EOF
 "$agent_bin" run --allow-root -c "$base/agent.toml" >"$base/agent.log" 2>&1 &
 pids+=($!)
 
-snmp() { MIBS= snmpget -v2c -c public -On -Oqv -t 2 -r 1 "udp:127.0.0.1:$snmp_port" "$@"; }
+snmp() { MIBS='' snmpget -v2c -c public -On -Oqv -t 2 -r 1 "udp:127.0.0.1:$snmp_port" "$@"; }
 for _ in $(seq 100); do
     snmp "$root_oid.1.9.1.0" >/dev/null 2>&1 && break
     sleep 0.2
@@ -208,24 +208,24 @@ common=(--start "$start" --end "$end" --width 640 --height 200 --imgformat PNG -
 m=$base/rrd/messages.rrd r=$base/rrd/rejects.rrd q=$base/rrd/queues.rrd p=$base/rrd/memory.rrd
 rrdtool graph "$out/messages.png" "${common[@]}" --title "Postfix messages (postfix-agentx)" \
     --vertical-label "per minute" \
-    DEF:rc=$m:received:AVERAGE DEF:dl=$m:delivered:AVERAGE DEF:df=$m:deferred:AVERAGE \
-    DEF:bo=$m:bounced:AVERAGE DEF:rj=$m:rejected:AVERAGE \
+    "DEF:rc=$m:received:AVERAGE" "DEF:dl=$m:delivered:AVERAGE" "DEF:df=$m:deferred:AVERAGE" \
+    "DEF:bo=$m:bounced:AVERAGE" "DEF:rj=$m:rejected:AVERAGE" \
     CDEF:rcm=rc,60,* CDEF:dlm=dl,60,* CDEF:dfm=df,60,* CDEF:bom=bo,60,* CDEF:rjm=rj,60,* \
     LINE2:rcm#2774A4:"received" LINE2:dlm#1A7C11:"delivered" LINE2:dfm#F0A000:"deferred attempts" \
     LINE2:bom#611F27:"bounced" LINE2:rjm#F63100:"rejected" >/dev/null
 rrdtool graph "$out/rejects.png" "${common[@]}" --title "Postfix rejects by reason (postfixRejectTable)" \
     --vertical-label "per minute" \
-    DEF:u=$r:unknownUser:AVERAGE DEF:rl=$r:relayDenied:AVERAGE DEF:h=$r:headerBody:AVERAGE \
+    "DEF:u=$r:unknownUser:AVERAGE" "DEF:rl=$r:relayDenied:AVERAGE" "DEF:h=$r:headerBody:AVERAGE" \
     CDEF:um=u,60,* CDEF:rlm=rl,60,* CDEF:hm=h,60,* \
     AREA:um#2774A4:"unknown user" STACK:rlm#F0A000:"relay denied" STACK:hm#F63100:"header check" >/dev/null
 rrdtool graph "$out/queues.png" "${common[@]}" --title "Postfix queues (postfixQueueTable)" \
     --vertical-label "messages" \
-    DEF:a=$q:active:AVERAGE DEF:d=$q:deferred:AVERAGE DEF:h=$q:hold:AVERAGE DEF:i=$q:incoming:AVERAGE \
+    "DEF:a=$q:active:AVERAGE" "DEF:d=$q:deferred:AVERAGE" "DEF:h=$q:hold:AVERAGE" "DEF:i=$q:incoming:AVERAGE" \
     LINE2:d#F0A000:"deferred" LINE2:h#6C59DC:"hold" LINE2:a#1A7C11:"active" LINE2:i#2774A4:"incoming" >/dev/null
 rrdtool graph "$out/memory.png" "${common[@]}" --title "Postfix process memory (postfixProcessMemory, RSS)" \
     --vertical-label "bytes" --base 1024 \
-    DEF:ma=$p:master:AVERAGE DEF:qm=$p:qmgr:AVERAGE DEF:sd=$p:smtpd:AVERAGE DEF:cl=$p:cleanup:AVERAGE \
-    DEF:sm=$p:smtp:AVERAGE \
+    "DEF:ma=$p:master:AVERAGE" "DEF:qm=$p:qmgr:AVERAGE" "DEF:sd=$p:smtpd:AVERAGE" "DEF:cl=$p:cleanup:AVERAGE" \
+    "DEF:sm=$p:smtp:AVERAGE" \
     AREA:ma#2774A4:"master" STACK:qm#1A7C11:"qmgr" STACK:sd#F0A000:"smtpd (all)" \
     STACK:cl#6C59DC:"cleanup (all)" STACK:sm#F63100:"smtp (all)" >/dev/null
 ls -l "$out"/*.png

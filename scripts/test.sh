@@ -6,6 +6,8 @@ cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
 # tests/deb_install.rs builds the Debian package with cargo-deb.
 cargo deb --version >/dev/null 2>&1 || cargo install cargo-deb --locked
+# tests/packaging.rs builds the RPM with cargo-generate-rpm.
+cargo generate-rpm --version >/dev/null 2>&1 || cargo install cargo-generate-rpm --locked
 cargo fmt --all -- --check
 cargo clippy --all-targets -- -D warnings
 # The API docs build without broken or private links.

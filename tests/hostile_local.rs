@@ -146,6 +146,35 @@ fn assert_refused(config: &Path, needles: &[&str], what: &str) -> String {
     stderr
 }
 
+/// `postfix-agentx dump --format json -c CONFIG`, as nobody or as root.
+fn dump_json(config: &Path, as_nobody: bool) -> String {
+    let mut cmd = if as_nobody {
+        let mut c = Command::new(support::require_program("setpriv", "util-linux"));
+        c.args([
+            "--reuid=nobody",
+            "--regid=nogroup",
+            "--clear-groups",
+            "--",
+            BIN,
+        ]);
+        c
+    } else {
+        Command::new(BIN)
+    };
+    let out = cmd
+        .args(["dump", "--format", "json", "-c"])
+        .arg(config)
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run postfix-agentx dump");
+    assert!(
+        out.status.success(),
+        "dump failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// A state file as a forger would write it: delivered = 999999.
 const FORGED_STATE: &str = r#"{"format":"postfix-agentx-state","version":1,"savedAt":0,"data":{"accumulator":{"counters":{"delivered":999999}},"discontinuityTime":0}}"#;
 
@@ -175,6 +204,19 @@ fn state_directory_or_file_that_others_can_change_is_refused_with_exit_78() {
     );
     eprintln!("1777: {stderr}");
     assert_eq!(fs::read_to_string(&planted).unwrap(), FORGED_STATE);
+    // `dump` (as the agent's user, and as root) does not show the forgery
+    // either: its state row says why.
+    for as_nobody in [true, false] {
+        let out = dump_json(&config, as_nobody);
+        assert!(
+            !out.contains("999999"),
+            "dump shows the forged count:\n{out}"
+        );
+        assert!(
+            out.contains("saved counters not shown") && out.contains("mode 1777"),
+            "dump (as nobody: {as_nobody}) does not say why:\n{out}"
+        );
+    }
 
     // 2. A directory of ours, but the state file belongs to another user.
     chown(&state, "nobody");
@@ -396,6 +438,17 @@ fn fifo_at_the_log_path_or_a_rotated_name_never_blocks_the_collector() {
         agent_log,
         |r| r.status == 1,
     );
+    // Each planted FIFO is named in a warning: someone who can write the
+    // log directory put it there.
+    for name in ["mail.log.0", "mail.log-0"] {
+        let fifo = logdir.join(name).display().to_string();
+        let warned = agent_log().lines().any(|l| {
+            l.contains("WARN")
+                && l.contains(&format!("ignored {fifo} as a rotated log"))
+                && l.contains("a FIFO")
+        });
+        assert!(warned, "no warning names {fifo}:\n{}", agent_log());
+    }
     stop_promptly(&mut agent);
 
     // 2. A FIFO at the log path itself: a health error naming it; the agent

@@ -1,3 +1,4 @@
+# shellcheck shell=sh
 # Creates the agent's system user and adds it to the groups that give read
 # access to the mail log, showq and the journal (those that exist here).
 if ! getent passwd postfix-agentx >/dev/null; then

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced by scripts/demo.sh, scripts/render-graphs.sh and benches/showq_100k.sh
 # (tests/support/postfix.rs does the same in Rust): the main.cf lines every
 # private Postfix instance needs. It keeps its queue, data and log under DIR,

@@ -46,6 +46,15 @@ impl LineSink for Counting<'_> {
     }
 }
 
+/// What one poll of the input read.
+struct Polled {
+    lines: u64,
+    /// More to read now: poll again before waiting.
+    more: bool,
+    /// For the agent's log, each with whether it is a warning.
+    messages: Vec<(bool, String)>,
+}
+
 /// Where lines come from.
 enum Input {
     Files(LogFollower),
@@ -53,19 +62,27 @@ enum Input {
 }
 
 impl Input {
-    /// Reads what is available; returns (lines, more to read now, messages for the log).
-    fn poll(&mut self, acc: &mut LogAccumulator) -> std::io::Result<(u64, bool, Vec<String>)> {
+    /// Reads what is available.
+    fn poll(&mut self, acc: &mut LogAccumulator) -> std::io::Result<Polled> {
         let mut sink = Counting(acc);
         match self {
             Input::Files(f) => {
                 let out = f.poll(&mut sink)?;
-                let events = out.events.iter().map(ToString::to_string).collect();
-                Ok((out.lines, out.more, events))
+                let messages = out.events.iter().map(|e| (e.is_warning(), e.to_string()));
+                Ok(Polled {
+                    lines: out.lines,
+                    more: out.more,
+                    messages: messages.collect(),
+                })
             }
             Input::Journal(j) => {
                 let out = j.poll(&mut sink)?;
-                let events = out.events.iter().map(ToString::to_string).collect();
-                Ok((out.lines, out.more, events))
+                let messages = out.events.iter().map(|e| (e.is_warning(), e.to_string()));
+                Ok(Polled {
+                    lines: out.lines,
+                    more: out.more,
+                    messages: messages.collect(),
+                })
             }
         }
     }
@@ -376,10 +393,18 @@ pub fn run(config: Config, publisher: Arc<Publisher>, shutdown: Shutdown) {
         let Some(inp) = input.as_mut() else { continue };
         let mut more = false;
         match inp.poll(&mut state.accumulator) {
-            Ok((lines, m, events)) => {
+            Ok(Polled {
+                lines,
+                more: m,
+                messages: events,
+            }) => {
                 more = m;
-                for e in &events {
-                    tracing::info!("log: {e}");
+                for (warning, e) in &events {
+                    if *warning {
+                        tracing::warn!("log: {e}");
+                    } else {
+                        tracing::info!("log: {e}");
+                    }
                 }
                 let error = inp.current_error();
                 if lines > 0 || !events.is_empty() {
@@ -459,8 +484,30 @@ fn save(store: &StateStore, state: &LogState, detail: &str, publisher: &Publishe
 
 /// For `dump`: the saved counters plus whatever the log holds beyond the
 /// saved positions, without saving anything.
+///
+/// Shows the saved counters only if `run` would trust them (see
+/// [`StateStore::check_trusted`]); else the `state` row says why and no log
+/// counters are shown. Root running `dump` trusts the state directory's
+/// owner (the agent's user) as the agent does; anyone else trusts only
+/// themselves and root.
 pub fn collect_once(config: &Config, publisher: &Publisher) {
     let store = StateStore::new(config.state.directory.join(STATE_FILE));
+    // Nothing saved yet: nothing to check, and no directory to create as
+    // whoever runs `dump` (root would make it unwritable for the agent).
+    if config.state.directory.exists() {
+        let me = crate::file_trust::effective_uid();
+        let agent_uid = match std::fs::symlink_metadata(&config.state.directory) {
+            Ok(meta) if me == 0 => std::os::unix::fs::MetadataExt::uid(&meta),
+            _ => me,
+        };
+        if let Err(why) = store.check_trusted(agent_uid) {
+            let detail = store.path().display().to_string();
+            publisher.health(STATE_SOURCE, &detail, |h| {
+                h.failure(format!("saved counters not shown: {why}"))
+            });
+            return;
+        }
+    }
     let (mut state, resumed, _) = load_state(&store, config, publisher);
     if resumed {
         if let Ok((Input::Files(mut f), detail)) = open_input(config, &state, resumed) {

@@ -69,7 +69,7 @@ agentXPerms 0660 0755
 rocommunity public 127.0.0.1
 EOF
 mkdir -p "$base/persist"
-SNMP_PERSISTENT_DIR=$base/persist MIBS= snmpd -f -Lo -C -I -smux -c "$base/snmpd.conf" \
+SNMP_PERSISTENT_DIR=$base/persist MIBS='' snmpd -f -Lo -C -I -smux -c "$base/snmpd.conf" \
     "udp:127.0.0.1:$snmp_port" >"$base/snmpd.log" 2>&1 &
 pids+=($!)
 : > "$base/maillog"
@@ -100,7 +100,7 @@ pids+=($!)
 pids+=($!)
 root_oid=.1.3.6.1.4.1.8072.9999.9999.25
 for _ in $(seq 100); do
-    MIBS= snmpget -v2c -c public -t 1 -r 0 "udp:127.0.0.1:$snmp_port" "$root_oid.1.9.1.0" 2>/dev/null | grep -q STRING && break
+    MIBS='' snmpget -v2c -c public -t 1 -r 0 "udp:127.0.0.1:$snmp_port" "$root_oid.1.9.1.0" 2>/dev/null | grep -q STRING && break
     sleep 0.2
 done
 

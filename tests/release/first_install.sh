@@ -247,4 +247,26 @@ send_mail 1
 wait_counter "$DELIVERED" $((before + 1)) 30 "postfixDelivered after one more mail (by-hand install)"
 [ "$(unit_prop postfix-agentx NRestarts)" = 0 ] || fail "the by-hand unit restarted"
 
+step "a second fresh Debian 12: the agent and Postfix in one apt command"
+bash "$CT" stop "$ROOT" >/dev/null
+bash "$CT" new "$ROOT"
+bash "$CT" boot "$ROOT" "$REPO"
+in_ct 'echo "APT::Get::Assume-Yes \"true\";" > /etc/apt/apt.conf.d/90release-test-yes'
+in_ct 'echo "Acquire::http::Timeout \"2\"; Acquire::Retries \"0\";" > /etc/apt/apt.conf.d/90release-test-offline'
+in_ct 'echo "postfix postfix/main_mailer_type select Local only" | debconf-set-selections &&
+       echo "postfix postfix/mailname string release-test.example" | debconf-set-selections'
+run_block install-with-postfix
+run_block check '9999\.25\.1\.1\.1\.0 = Counter64'
+in_ct 'id -nG postfix-agentx | tr " " "\n" | grep -qx postdrop' ||
+    fail "installed with Postfix in one command, postfix-agentx is not in postdrop: $(in_ct 'id postfix-agentx')"
+wait_for 20 "the agent's process has group postdrop (installed with Postfix in one command)" \
+    'grep "^Groups:" /proc/$(systemctl show -P MainPID postfix-agentx)/status | tr -s " \t" "\n" | grep -qx "$(getent group postdrop | cut -d: -f3)"'
+wait_for 30 "the queue source reads showq without error" \
+    "snmpwalk -v2c -c public -Oqv localhost $OID.1.9.10.1.4.5.113.117.101.117.101 | grep -q showq"
+last_error=$(in_ct "snmpget -v2c -c public -Oqv localhost $OID.1.9.10.1.6.5.113.117.101.117.101")
+[ "$last_error" = '""' ] || fail "the queue source's last error is $last_error"
+send_mail 3
+wait_counter "$DELIVERED" 3 30 "postfixDelivered after 3 mails (installed with Postfix in one command)"
+[ "$(unit_prop postfix-agentx NRestarts)" = 0 ] || fail "systemd restarted the agent (NRestarts $(unit_prop postfix-agentx NRestarts))"
+
 step "PASS: first install on a booted Debian 12, every block of docs/deployment.md"

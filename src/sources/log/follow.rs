@@ -185,6 +185,23 @@ pub enum FollowEvent {
     Error { path: PathBuf, message: String },
     /// An earlier error is gone.
     Recovered { path: PathBuf },
+    /// A file at a rotated log's name was not considered (not a regular file).
+    Ignored { path: PathBuf, reason: String },
+}
+
+impl FollowEvent {
+    /// Worth a warning in the agent's log: lines may be lost, cut or
+    /// unreadable, or someone planted a special file beside the log.
+    pub fn is_warning(&self) -> bool {
+        matches!(
+            self,
+            FollowEvent::Truncated { .. }
+                | FollowEvent::SavedFileLost { .. }
+                | FollowEvent::LineTruncated { .. }
+                | FollowEvent::Error { .. }
+                | FollowEvent::Ignored { .. }
+        )
+    }
 }
 
 impl fmt::Display for FollowEvent {
@@ -226,6 +243,11 @@ impl fmt::Display for FollowEvent {
             ),
             FollowEvent::Error { path: _, message } => f.write_str(message),
             FollowEvent::Recovered { path } => write!(f, "{} is readable again", path.display()),
+            FollowEvent::Ignored { path, reason } => write!(
+                f,
+                "ignored {} as a rotated log: {reason}",
+                path.display()
+            ),
         }
     }
 }
@@ -596,6 +618,10 @@ fn rotated_siblings(path: &Path) -> Vec<PathBuf> {
 /// Finds the file a saved position refers to among rotated siblings:
 /// same inode (and first line, against inode reuse), or, for copies made by
 /// copytruncate, same first line and at least `offset` bytes.
+///
+/// A sibling that is not a regular file (a FIFO planted as `mail.log.0`) is
+/// skipped without blocking (`open_regular` fails on it at once) and
+/// reported in `events`: whoever can write the log directory planted it.
 fn find_rotated(
     path: &Path,
     dev: u64,
@@ -603,33 +629,44 @@ fn find_rotated(
     fingerprint: u64,
     offset: u64,
     exclude: &[(u64, u64)],
+    events: &mut Vec<FollowEvent>,
 ) -> Option<(PathBuf, File)> {
-    let siblings = rotated_siblings(path);
-    let candidates = |by_inode: bool| {
-        siblings.iter().filter_map(move |p| {
-            // Special files (a FIFO planted as `mail.log.0`) are skipped
-            // without blocking: open_regular fails on them at once.
-            let (file, meta) = open_regular(p).ok()?;
-            if exclude.contains(&(meta.dev(), meta.ino())) || meta.len() < offset {
-                return None;
+    let mut same_content = None;
+    for p in rotated_siblings(path) {
+        let (file, meta) = match open_regular(&p) {
+            Ok(opened) => opened,
+            Err(e) if e.kind() == io::ErrorKind::InvalidInput => {
+                events.push(FollowEvent::Ignored {
+                    path: p,
+                    reason: e.to_string(),
+                });
+                continue;
             }
-            let same_inode = meta.dev() == dev && meta.ino() == inode;
-            if by_inode != same_inode {
-                return None;
-            }
-            let fp = file_fingerprint(&file).ok()?;
-            let fp_ok = match fp {
-                Some(f) => fingerprint == 0 || f == fingerprint,
-                None => fingerprint == 0,
-            };
-            if !fp_ok || (!by_inode && fingerprint == 0) {
-                return None;
-            }
-            Some((p.clone(), file))
-        })
-    };
-    let by_inode = candidates(true).next();
-    by_inode.or_else(|| candidates(false).next())
+            // Unreadable or gone: not the file we look for.
+            Err(_) => continue,
+        };
+        if exclude.contains(&(meta.dev(), meta.ino())) || meta.len() < offset {
+            continue;
+        }
+        let same_inode = meta.dev() == dev && meta.ino() == inode;
+        let Ok(fp) = file_fingerprint(&file) else {
+            continue;
+        };
+        let fp_ok = match fp {
+            Some(f) => fingerprint == 0 || f == fingerprint,
+            None => fingerprint == 0,
+        };
+        if !fp_ok {
+            continue;
+        }
+        if same_inode {
+            return Some((p, file));
+        }
+        if fingerprint != 0 && same_content.is_none() {
+            same_content = Some((p, file));
+        }
+    }
+    same_content
 }
 
 impl LogFollower {
@@ -734,6 +771,7 @@ impl LogFollower {
                 pos.fingerprint,
                 pos.offset,
                 &exclude,
+                &mut self.startup_events,
             ) {
                 Some((found, file)) => {
                     let meta = match file.metadata() {
@@ -1121,7 +1159,15 @@ impl LogFollower {
         exclude.extend(self.paths[idx].rotated.iter().map(|r| (r.dev, r.inode)));
         // The copy made by copytruncate holds what we had not read yet.
         let copy = if fingerprint != 0 {
-            find_rotated(&path, u64::MAX, u64::MAX, fingerprint, read_pos, &exclude)
+            find_rotated(
+                &path,
+                u64::MAX,
+                u64::MAX,
+                fingerprint,
+                read_pos,
+                &exclude,
+                &mut out.events,
+            )
         } else {
             None
         };

@@ -102,6 +102,16 @@ pub enum JournalEvent {
     CursorDropped { cursor: String },
 }
 
+impl JournalEvent {
+    /// Worth a warning in the agent's log: entries may go uncounted.
+    pub fn is_warning(&self) -> bool {
+        matches!(
+            self,
+            JournalEvent::Error { .. } | JournalEvent::CursorDropped { .. }
+        )
+    }
+}
+
 impl fmt::Display for JournalEvent {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
