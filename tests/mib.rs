@@ -284,3 +284,32 @@ fn notifications_carry_mib_objects_under_their_mib_names() {
         }
     }
 }
+
+/// Every Counter, Gauge and Integer32 quantity says its unit (UNITS), so an
+/// NMS can label a graph "recipients/s" instead of a bare number. The two
+/// alarm columns are in the unit of their alarm's kind (their DESCRIPTION
+/// lists them) and have none.
+#[test]
+fn every_counter_and_gauge_has_units() {
+    let no_single_unit = ["postfixAlarmValue", "postfixAlarmThreshold"];
+    let mut checked = 0;
+    let mut missing = Vec::new();
+    for block in MIB_TEXT.split("\n\n") {
+        let Some((name, rest)) = block.trim_start().split_once(" OBJECT-TYPE") else {
+            continue;
+        };
+        let syntax = rest
+            .split_once("SYNTAX")
+            .and_then(|(_, s)| s.split_whitespace().next())
+            .unwrap_or("");
+        if !["Counter64", "Counter32", "Gauge32", "Integer32"].contains(&syntax) {
+            continue;
+        }
+        checked += 1;
+        if !rest.contains("\n    UNITS ") && !no_single_unit.contains(&name) {
+            missing.push(format!("{name} ({syntax})"));
+        }
+    }
+    assert!(checked > 40, "found only {checked} quantities in the MIB");
+    assert!(missing.is_empty(), "without UNITS: {missing:?}");
+}

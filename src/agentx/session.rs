@@ -94,6 +94,10 @@ pub struct SessionConfig {
     pub priority: u8,
     /// Sent in the Open PDU; shows up in the master's session table.
     pub description: String,
+    /// (sysORID, sysORDescr) rows added to the master's sysORTable with
+    /// AddAgentCaps after each registration; the master drops them with
+    /// the session.
+    pub capabilities: Vec<(Oid, String)>,
     /// Response timeout the master should allow us (Open o.timeout), seconds.
     pub timeout_secs: u8,
     pub ping_interval: Duration,
@@ -109,6 +113,7 @@ impl SessionConfig {
             subtree,
             priority: 127,
             description: "postfix-agentx".to_string(),
+            capabilities: Vec::new(),
             timeout_secs: 5,
             ping_interval: Duration::from_secs(15),
             backoff_initial: Duration::from_millis(500),
@@ -429,6 +434,25 @@ async fn run_once(
         subtree = %cfg.subtree, priority = cfg.priority, session_id = conn.session_id,
         "AgentX subtree registered"
     );
+    for (caps_id, descr) in &cfg.capabilities {
+        let caps = Payload::AddAgentCaps {
+            id: caps_id.clone(),
+            descr: descr.as_bytes().to_vec(),
+        };
+        let id = match conn.send_request(caps).await {
+            Ok(id) => id,
+            Err(e) => return lost(format!("sending AddAgentCaps: {e:#}"), false),
+        };
+        let (_, resp) = match conn.await_response(id, "AddAgentCaps", shutdown).await {
+            Ok(r) => r,
+            Err(exit) => return exit,
+        };
+        // Serving works without it: a refusal is worth a warning, not a
+        // reconnect.
+        if resp.error != ErrorStatus::NoError {
+            warn!(sys_or_id = %caps_id, error = ?resp.error, "the master refused AddAgentCaps (sysORTable row)");
+        }
+    }
     state.send_replace(SessionState::Connected {
         session_id: conn.session_id,
     });

@@ -146,6 +146,7 @@ pub fn run(config: Config, allow_root: bool) -> Result<()> {
         .context("start the tokio runtime")?;
     let mut cfg = SessionConfig::new(master, root.clone());
     cfg.priority = config.agentx.priority;
+    cfg.capabilities = vec![crate::mib::text::sys_or_entry(&root)];
     cfg.timeout_secs = config.agentx.timeout_seconds;
     cfg.ping_interval = Duration::from_secs(config.agentx.ping_interval_seconds);
     cfg.backoff_max = Duration::from_secs(config.agentx.reconnect_max_seconds);

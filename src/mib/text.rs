@@ -8,6 +8,20 @@ pub const MIB_TEXT: &str = include_str!("../../mibs/POSTFIX-MIB.txt");
 /// The provisional default root (see the MIB's DESCRIPTION).
 pub const DEFAULT_ROOT: &str = "1.3.6.1.4.1.8072.9999.9999.25";
 
+/// Where `postfixCompliance` (the MODULE-COMPLIANCE) lies below the root:
+/// postfixConformance(2).postfixCompliances(1).postfixCompliance(1).
+const COMPLIANCE: [u32; 3] = [2, 1, 1];
+
+/// The row this agent adds to the master's sysORTable (RFC 3418), as
+/// (sysORID, sysORDescr): the compliance statement it implements, so a
+/// manager's `snmpwalk sysORTable` shows POSTFIX-MIB is served here.
+pub fn sys_or_entry(root: &Oid) -> (Oid, String) {
+    (
+        root.child(&COMPLIANCE),
+        "POSTFIX-MIB: Postfix mail server statistics (postfix-agentx)".to_string(),
+    )
+}
+
 const ROOT_LINE: &str = "::= { enterprises 8072 9999 9999 25 }";
 const ENTERPRISES: [u32; 6] = [1, 3, 6, 1, 4, 1];
 
