@@ -7,8 +7,8 @@
 
 use postfix_agentx::agentx::codec::{ErrorStatus, Payload, Pdu, Response, SearchRange};
 use postfix_agentx::agentx::session::get_next;
-use postfix_agentx::mib::ViewHandle;
 use postfix_agentx::snmp::Oid;
+use postfix_agentx::snmp::ViewHandle;
 use std::hint::black_box;
 use std::time::Instant;
 

@@ -18,8 +18,8 @@ mod support;
 
 use anyhow::{bail, Result};
 use postfix_agentx::agentx::session::{self, MasterAddress, SessionConfig, SessionState};
-use postfix_agentx::mib::ViewHandle;
 use postfix_agentx::snmp::Oid;
+use postfix_agentx::snmp::ViewHandle;
 use snmp_client::Client;
 use std::time::{Duration, Instant};
 use support::snmpd::Snmpd;

@@ -10,7 +10,8 @@
 use anyhow::{bail, Context};
 use clap::Parser;
 use postfix_agentx::snapshot::QueueMethod;
-use postfix_agentx::sources::queue::{QueueMethodChoice, QueueScanConfig, QueueScanner};
+use postfix_agentx::snapshot::QueueMethodChoice;
+use postfix_agentx::sources::queue::{QueueScanConfig, QueueScanner};
 use std::path::PathBuf;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 

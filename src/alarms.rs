@@ -8,64 +8,11 @@
 //! at the threshold does not flap.
 
 use crate::config::AlarmConfig;
-use crate::snapshot::{ProbeState, ProcessState, QueueName, Snapshot};
+use crate::snapshot::{
+    Alarm, AlarmEvent, AlarmKind, ProbeState, ProcessState, QueueName, Severity, Snapshot,
+};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime};
-
-/// What an alarm is about. The discriminant is the MIB enumeration value.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum AlarmKind {
-    QueueSize = 1,
-    QueueAge = 2,
-    ProcessDown = 3,
-    ProbeFailed = 4,
-    CertExpiry = 5,
-    LogPanic = 6,
-    LogFatal = 7,
-    LogSilent = 8,
-}
-
-impl AlarmKind {
-    pub const ALL: [AlarmKind; 8] = [
-        AlarmKind::QueueSize,
-        AlarmKind::QueueAge,
-        AlarmKind::ProcessDown,
-        AlarmKind::ProbeFailed,
-        AlarmKind::CertExpiry,
-        AlarmKind::LogPanic,
-        AlarmKind::LogFatal,
-        AlarmKind::LogSilent,
-    ];
-}
-
-/// The discriminant is the MIB enumeration value.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Severity {
-    Warning = 2,
-    Critical = 3,
-}
-
-/// One active alarm.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Alarm {
-    /// Stable identity: `queue:deferred`, `process:qmgr`, `probe:smtp`, ...
-    pub key: String,
-    pub kind: AlarmKind,
-    pub severity: Severity,
-    pub since: SystemTime,
-    pub value: i64,
-    pub threshold: i64,
-    pub text: String,
-}
-
-/// A change to report.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AlarmEvent {
-    /// New, or its severity changed.
-    Raised(Alarm),
-    /// Gone; carries the alarm as it was last seen, with the current value.
-    Cleared(Alarm),
-}
 
 /// A condition found in one evaluation, before hysteresis.
 struct Finding {

@@ -9,9 +9,8 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 use crate::mib::text::DEFAULT_ROOT;
-use crate::snapshot::ProbeKind;
+use crate::snapshot::{ProbeKind, QueueMethodChoice};
 use crate::snmp::Oid;
-use crate::sources::queue::QueueMethodChoice;
 
 /// Where `run`, `dump` and `check-config` look without `-c`.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/postfix-agentx/postfix-agentx.toml";

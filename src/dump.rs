@@ -1,7 +1,7 @@
 //! Renders a MIB view for people (`dump --format table`) and programs (`--format json`).
 
 use crate::mib::names::{describe, MibNode};
-use crate::mib::MibView;
+use crate::snmp::MibView;
 use crate::snmp::{Oid, Value};
 use serde_json::{json, Map};
 

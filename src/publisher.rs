@@ -4,9 +4,10 @@
 //! of the snapshot; the view is rebuilt (a few hundred objects, microseconds)
 //! and swapped in whole, so a request never sees half an update.
 
-use crate::mib::{build_view, ViewHandle};
+use crate::mib::build_view;
 use crate::snapshot::{Snapshot, SourceHealth};
 use crate::snmp::Oid;
+use crate::snmp::ViewHandle;
 use std::sync::{Mutex, MutexGuard};
 use std::time::SystemTime;
 

@@ -19,7 +19,7 @@ pub struct Snapshot {
     /// One row per watched certificate (`None`: certificate watch disabled).
     pub certs: Option<Vec<CertRow>>,
     /// Active alarms (`None`: alarms disabled).
-    pub alarms: Option<Vec<crate::alarms::Alarm>>,
+    pub alarms: Option<Vec<Alarm>>,
     /// Per-source health, keyed by source name (`log`, `queue`, `process`, ...).
     pub health: BTreeMap<String, SourceHealth>,
 }
@@ -366,4 +366,69 @@ pub struct CertRow {
     pub not_after: SystemTime,
     /// Whole days until notAfter; negative once expired.
     pub days_to_expiry: i64,
+}
+
+/// What an alarm is about. The discriminant is the MIB enumeration value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum AlarmKind {
+    QueueSize = 1,
+    QueueAge = 2,
+    ProcessDown = 3,
+    ProbeFailed = 4,
+    CertExpiry = 5,
+    LogPanic = 6,
+    LogFatal = 7,
+    LogSilent = 8,
+}
+
+impl AlarmKind {
+    pub const ALL: [AlarmKind; 8] = [
+        AlarmKind::QueueSize,
+        AlarmKind::QueueAge,
+        AlarmKind::ProcessDown,
+        AlarmKind::ProbeFailed,
+        AlarmKind::CertExpiry,
+        AlarmKind::LogPanic,
+        AlarmKind::LogFatal,
+        AlarmKind::LogSilent,
+    ];
+}
+
+/// The discriminant is the MIB enumeration value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Severity {
+    Warning = 2,
+    Critical = 3,
+}
+
+/// One active alarm.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Alarm {
+    /// Stable identity: `queue:deferred`, `process:qmgr`, `probe:smtp`, ...
+    pub key: String,
+    pub kind: AlarmKind,
+    pub severity: Severity,
+    pub since: SystemTime,
+    pub value: i64,
+    pub threshold: i64,
+    pub text: String,
+}
+
+/// A change to report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AlarmEvent {
+    /// New, or its severity changed.
+    Raised(Alarm),
+    /// Gone; carries the alarm as it was last seen, with the current value.
+    Cleared(Alarm),
+}
+
+/// The configured counting method.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum QueueMethodChoice {
+    #[default]
+    Auto,
+    Showq,
+    Directory,
 }

@@ -6,7 +6,7 @@
 mod support;
 
 use postfix_agentx::agentx::session::{self, MasterAddress, SessionConfig, SessionState};
-use postfix_agentx::mib::{MibView, ViewHandle};
+use postfix_agentx::snmp::{MibView, ViewHandle};
 use postfix_agentx::snmp::{Oid, Value, VarBind};
 use std::path::Path;
 use std::time::{Duration, Instant};

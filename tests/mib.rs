@@ -166,10 +166,10 @@ fn full_snapshot() -> Snapshot {
         not_after: t,
         days_to_expiry: -3,
     }]);
-    s.alarms = Some(vec![postfix_agentx::alarms::Alarm {
+    s.alarms = Some(vec![postfix_agentx::snapshot::Alarm {
         key: "queue:deferred".into(),
-        kind: postfix_agentx::alarms::AlarmKind::QueueSize,
-        severity: postfix_agentx::alarms::Severity::Warning,
+        kind: postfix_agentx::snapshot::AlarmKind::QueueSize,
+        severity: postfix_agentx::snapshot::Severity::Warning,
         since: t,
         value: 600,
         threshold: 500,
@@ -233,8 +233,8 @@ fn every_served_oid_is_a_mib_object_of_the_right_type() {
 
 #[test]
 fn notifications_carry_mib_objects_under_their_mib_names() {
-    use postfix_agentx::alarms::{Alarm, AlarmEvent, AlarmKind, Severity};
     use postfix_agentx::mib::notify::{notification_oid, varbinds};
+    use postfix_agentx::snapshot::{Alarm, AlarmEvent, AlarmKind, Severity};
     let root = Oid::parse(DEFAULT_ROOT).unwrap();
     let nodes = mib_nodes(MIB_TEXT, &root);
     let snap = full_snapshot();

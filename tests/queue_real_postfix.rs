@@ -3,8 +3,9 @@
 
 mod support;
 
+use postfix_agentx::snapshot::QueueMethodChoice;
 use postfix_agentx::snapshot::{QueueMethod, QueueName, QueueRow, QueueStatus};
-use postfix_agentx::sources::queue::{QueueMethodChoice, QueueScanConfig, QueueScanner};
+use postfix_agentx::sources::queue::{QueueScanConfig, QueueScanner};
 use std::collections::BTreeMap;
 use std::fs;
 use std::net::TcpListener;

@@ -1,6 +1,6 @@
 //! What the AgentX benchmarks share: the 200-object view they serve.
 
-use postfix_agentx::mib::MibView;
+use postfix_agentx::snmp::MibView;
 use postfix_agentx::snmp::{Oid, Value};
 
 /// The subtree both benchmarks register or look up.

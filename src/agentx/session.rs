@@ -6,7 +6,7 @@ use crate::agentx::codec::{
     self, CloseReason, ErrorStatus, FrameError, GetBulk, Header, Open, Payload, Pdu, PduType,
     Register, Response, SearchRange,
 };
-use crate::mib::{MibView, ViewHandle};
+use crate::snmp::{MibView, ViewHandle};
 use crate::snmp::{Oid, Value, VarBind};
 use std::fmt;
 use std::path::PathBuf;

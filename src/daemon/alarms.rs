@@ -1,10 +1,11 @@
 //! Evaluates alarms once a second on the session's runtime (the evaluation
 //! is pure computation on a snapshot copy) and queues notifications.
 
-use crate::alarms::{AlarmEngine, AlarmEvent, Severity};
+use crate::alarms::AlarmEngine;
 use crate::config::AlarmConfig;
 use crate::mib::notify;
 use crate::publisher::Publisher;
+use crate::snapshot::{AlarmEvent, Severity};
 use crate::snmp::{Oid, VarBind};
 use std::collections::VecDeque;
 use std::time::{Duration, Instant, SystemTime};

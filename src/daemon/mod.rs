@@ -6,10 +6,10 @@
 
 use crate::agentx::session::{self, MasterAddress, SessionConfig, SessionState};
 use crate::config::Config;
-use crate::mib::MibView;
 use crate::publisher::Publisher;
 use crate::refusal::{config_error, into_config_error};
 use crate::snapshot::{AgentInfo, Snapshot};
+use crate::snmp::MibView;
 use anyhow::{bail, Context, Result};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};

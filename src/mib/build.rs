@@ -4,11 +4,11 @@
 //! The sub-identifiers here must match `mibs/POSTFIX-MIB.txt`; the test
 //! `tests/mib_layout.rs` checks every one against `snmptranslate`.
 
-use super::MibView;
-use crate::alarms::Alarm;
+use crate::snapshot::Alarm;
 use crate::snapshot::{
     CertRow, HealthState, LogCounters, ProbeRow, ProcessStatus, QueueStatus, RejectReason, Snapshot,
 };
+use crate::snmp::MibView;
 use crate::snmp::{Oid, Value};
 use std::time::SystemTime;
 

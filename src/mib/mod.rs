@@ -4,7 +4,5 @@ pub mod build;
 pub mod names;
 pub mod notify;
 pub mod text;
-pub mod view;
 
 pub use build::build_view;
-pub use view::{MibView, ViewHandle};

@@ -5,7 +5,7 @@
 //! trap sinks can carry every notification.
 
 use super::build::{alarm_columns, arc, column_oid, string_index};
-use crate::alarms::{AlarmEvent, AlarmKind};
+use crate::snapshot::{AlarmEvent, AlarmKind};
 use crate::snapshot::{ProcessState, QueueName, Snapshot};
 use crate::snmp::{Oid, Value, VarBind};
 

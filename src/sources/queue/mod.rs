@@ -13,24 +13,15 @@
 pub mod directory;
 pub mod showq;
 
-use crate::snapshot::{QueueMethod, QueueName, QueueRow, QueueStatus, SourceHealth};
+use crate::snapshot::{
+    QueueMethod, QueueMethodChoice, QueueName, QueueRow, QueueStatus, SourceHealth,
+};
 use anyhow::{anyhow, bail, Context};
 use directory::{DirQueueTotals, DirScanError, DirScanOptions};
-use serde::Deserialize;
 use showq::{ShowqError, ShowqLimits};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant, SystemTime};
-
-/// The configured counting method.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum QueueMethodChoice {
-    #[default]
-    Auto,
-    Showq,
-    Directory,
-}
 
 #[derive(Debug, Clone)]
 pub struct QueueScanConfig {

@@ -1,8 +1,9 @@
-//! A MIB view: an immutable, sorted map from OID to value, built from one snapshot.
+//! A MIB view: an immutable, sorted map from OID to value (the MIB module
+//! layer builds one from each snapshot).
 //!
 //! The AgentX session answers every request from one `MibView` without any I/O.
 
-use crate::snmp::{Oid, Value};
+use super::{Oid, Value};
 use std::sync::{Arc, RwLock};
 
 /// Sorted OID → value table. Lookups are binary searches.

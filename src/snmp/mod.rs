@@ -2,6 +2,10 @@
 //!
 //! These are protocol-level values only: nothing here knows about Postfix.
 
+mod view;
+
+pub use view::{MibView, ViewHandle};
+
 use std::cmp::Ordering;
 use std::fmt;
 
