@@ -151,11 +151,11 @@ agent_caught_up() {
   local want got
   want=$("$agent" parse --format json "$work/log/maillog" |
     python3 -c 'import json,sys; c=json.load(sys.stdin); print(c["delivered"], c["held"], c["rejected"])')
-  got=$(snmpget -Oqv "${snmp[@]}" POSTFIX-MIB::postfixDelivered.0 POSTFIX-MIB::postfixHeld.0 \
+  got=$(snmpget -OqvU "${snmp[@]}" POSTFIX-MIB::postfixDelivered.0 POSTFIX-MIB::postfixHeld.0 \
     POSTFIX-MIB::postfixRejected.0 2>/dev/null | tr '\n' ' ')
   [ "$want " = "$got" ] || return 1
-  snmpget -Oqv "${snmp[@]}" POSTFIX-MIB::postfixQueueMessages.hold 2>/dev/null | grep -qE '^1( |$)' &&
-    snmpget -Oqv "${snmp[@]}" 'POSTFIX-MIB::postfixProbeStatus."smtp"' 2>/dev/null | grep -q ok
+  snmpget -OqvU "${snmp[@]}" POSTFIX-MIB::postfixQueueMessages.hold 2>/dev/null | grep -qE '^1( |$)' &&
+    snmpget -OqvU "${snmp[@]}" 'POSTFIX-MIB::postfixProbeStatus."smtp"' 2>/dev/null | grep -q ok
 }
 wait_for 30 agent_caught_up || echo "   (the agent had not caught up after 30 s)"
 

@@ -11,6 +11,10 @@ use std::path::{Path, PathBuf};
 use crate::mib::text::DEFAULT_ROOT;
 use crate::snapshot::{ProbeKind, QueueMethodChoice};
 use crate::snmp::Oid;
+pub use crate::sources::log::follow::StartFrom;
+pub use crate::sources::log::input::LogSource;
+use crate::sources::probe::settings::{ProbeCheck, ProbeSettings, RoundTrip};
+pub use crate::sources::probe::settings::{Secret, TlsMode};
 
 /// Where `run`, `dump` and `check-config` look without `-c`.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/postfix-agentx/postfix-agentx.toml";
@@ -63,24 +67,6 @@ impl Default for AgentxConfig {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum StartAt {
-    /// Count only lines written after the agent first starts.
-    End,
-    /// Count the whole existing log on first start.
-    Beginning,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LogSource {
-    /// Log files if one is found, else the systemd journal.
-    Auto,
-    File,
-    Journal,
-}
-
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogConfig {
@@ -91,7 +77,7 @@ pub struct LogConfig {
     /// /var/log/maillog that exists, else Postfix's `maillog_file`.
     pub path: Vec<PathBuf>,
     /// Where to start when there is no saved state.
-    pub start_at: StartAt,
+    pub start_at: StartFrom,
     /// Extra syslog names of Postfix instances (`syslog_name` in main.cf) that
     /// do not start with `postfix`.
     pub syslog_names: Vec<String>,
@@ -103,7 +89,7 @@ impl Default for LogConfig {
             enabled: true,
             source: LogSource::Auto,
             path: Vec::new(),
-            start_at: StartAt::End,
+            start_at: StartFrom::End,
             syslog_names: Vec::new(),
         }
     }
@@ -270,49 +256,6 @@ impl Default for ProbesConfig {
     }
 }
 
-/// A password from the configuration: never printed, not even by `Debug`
-/// or by `check-config` (which serializes the effective configuration).
-#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(transparent)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(s: impl Into<String>) -> Secret {
-        Secret(s.into())
-    }
-
-    /// The password itself, for the one place that sends it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("\"(redacted)\"")
-    }
-}
-
-impl Serialize for Secret {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        s.serialize_str("(redacted)")
-    }
-}
-
-/// How a probe protects a connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum TlsMode {
-    /// Plain text.
-    None,
-    /// STARTTLS if the server offers it, plain text otherwise (SMTP only).
-    May,
-    /// STARTTLS (STLS for POP3), required: a server without it fails the probe.
-    Starttls,
-    /// TLS from the first byte (SMTPS 465, IMAPS 993, POP3S 995).
-    Implicit,
-}
-
 /// One `[[probe]]` table. Keys left out take their documented defaults,
 /// which depend on `type` (see `packaging/postfix-agentx.toml`).
 #[derive(Clone, Serialize, Deserialize)]
@@ -445,14 +388,14 @@ impl ProbeConfig {
         }
     }
 
-    pub fn tls_mode(&self) -> TlsMode {
+    fn tls_mode(&self) -> TlsMode {
         self.tls.unwrap_or(match self.kind {
             ProbeKind::Smtp => TlsMode::May,
             ProbeKind::ImapRoundtrip | ProbeKind::Pop3Roundtrip => TlsMode::Starttls,
         })
     }
 
-    pub fn target(&self) -> String {
+    fn target(&self) -> String {
         if let Some(t) = &self.target {
             return t.clone();
         }
@@ -468,26 +411,26 @@ impl ProbeConfig {
         format!("127.0.0.1:{port}")
     }
 
-    pub fn interval(&self) -> std::time::Duration {
+    fn interval(&self) -> std::time::Duration {
         std::time::Duration::from_secs(self.interval_seconds.unwrap_or(match self.kind {
             ProbeKind::Smtp => 60,
             ProbeKind::ImapRoundtrip | ProbeKind::Pop3Roundtrip => 300,
         }))
     }
 
-    pub fn timeout(&self) -> std::time::Duration {
+    fn timeout(&self) -> std::time::Duration {
         std::time::Duration::from_secs(self.timeout_seconds.unwrap_or(10))
     }
 
-    pub fn tls_verify(&self) -> bool {
+    fn tls_verify(&self) -> bool {
         self.tls_verify.unwrap_or(self.kind != ProbeKind::Smtp)
     }
 
-    pub fn helo_name(&self) -> String {
+    fn helo_name(&self) -> String {
         self.helo_name.clone().unwrap_or_else(host_name)
     }
 
-    pub fn smtp_tls_mode(&self) -> TlsMode {
+    fn smtp_tls_mode(&self) -> TlsMode {
         self.smtp_tls.unwrap_or(if self.smtp_user.is_some() {
             TlsMode::Starttls
         } else {
@@ -495,7 +438,7 @@ impl ProbeConfig {
         })
     }
 
-    pub fn smtp_target(&self) -> String {
+    fn smtp_target(&self) -> String {
         self.smtp_target.clone().unwrap_or_else(|| {
             if self.smtp_tls_mode() == TlsMode::Implicit {
                 "127.0.0.1:465".to_string()
@@ -505,16 +448,52 @@ impl ProbeConfig {
         })
     }
 
-    pub fn mailbox(&self) -> &str {
+    fn mailbox(&self) -> &str {
         self.mailbox.as_deref().unwrap_or("INBOX")
     }
 
-    pub fn wait(&self) -> std::time::Duration {
+    fn wait(&self) -> std::time::Duration {
         std::time::Duration::from_secs(self.wait_seconds.unwrap_or(60))
     }
 
-    pub fn holds_password(&self) -> bool {
+    fn holds_password(&self) -> bool {
         self.password.is_some() || self.smtp_password.is_some()
+    }
+
+    /// The settings a run uses, every default resolved.
+    pub fn settings(&self) -> ProbeSettings {
+        let round_trip = || RoundTrip {
+            smtp_target: self.smtp_target(),
+            smtp_tls: self.smtp_tls_mode(),
+            smtp_user: self.smtp_user.clone(),
+            smtp_password: self.smtp_password.clone(),
+            from: self
+                .from
+                .clone()
+                .or_else(|| self.to.clone())
+                .unwrap_or_default(),
+            to: self.to.clone().unwrap_or_default(),
+            user: self.user.clone().unwrap_or_default(),
+            password: self.password.clone().unwrap_or_default(),
+            mailbox: self.mailbox().to_string(),
+            wait: self.wait(),
+        };
+        ProbeSettings {
+            name: self.name.clone(),
+            enabled: self.enabled,
+            interval: self.interval(),
+            timeout: self.timeout(),
+            target: self.target(),
+            tls: self.tls_mode(),
+            tls_verify: self.tls_verify(),
+            tls_server_name: self.tls_server_name.clone(),
+            helo_name: self.helo_name(),
+            check: match self.kind {
+                ProbeKind::Smtp => ProbeCheck::Smtp,
+                ProbeKind::ImapRoundtrip => ProbeCheck::ImapRoundtrip(round_trip()),
+                ProbeKind::Pop3Roundtrip => ProbeCheck::Pop3Roundtrip(round_trip()),
+            },
+        }
     }
 
     fn validate(&self) -> Result<()> {
@@ -674,12 +653,13 @@ impl AlarmConfig {
 }
 
 impl Config {
-    /// The probes that run: the configured ones, or the default smtp probe.
-    pub fn effective_probes(&self) -> Vec<ProbeConfig> {
+    /// The probes that run, defaults resolved: the configured ones, or the
+    /// default smtp probe.
+    pub fn probes(&self) -> Vec<ProbeSettings> {
         if self.probe.is_empty() {
-            vec![ProbeConfig::default_smtp()]
+            vec![ProbeConfig::default_smtp().settings()]
         } else {
-            self.probe.clone()
+            self.probe.iter().map(ProbeConfig::settings).collect()
         }
     }
 
@@ -900,7 +880,7 @@ smtp_password = "other-secret"
             "hunter2-secret"
         );
         // The default smtp probe is replaced by the configured one.
-        assert_eq!(c.effective_probes().len(), 1);
+        assert_eq!(c.probes().len(), 1);
         assert_eq!(c.probe[0].smtp_tls_mode(), TlsMode::Starttls);
         assert_eq!(c.probe[0].target(), "127.0.0.1:143");
         assert!(c.probe[0].tls_verify());
@@ -982,15 +962,16 @@ smtp_password = "other-secret"
     #[test]
     fn default_probe_is_smtp_on_localhost() {
         let c = Config::from_toml("", "t").unwrap();
-        let p = c.effective_probes();
+        let p = c.probes();
         assert_eq!(p.len(), 1);
         assert_eq!(
-            (p[0].name.as_str(), p[0].target()),
-            ("smtp", "127.0.0.1:25".to_string())
+            (p[0].name.as_str(), p[0].target.as_str()),
+            ("smtp", "127.0.0.1:25")
         );
-        assert_eq!(p[0].tls_mode(), TlsMode::May);
-        assert!(!p[0].tls_verify());
-        assert_eq!(p[0].interval().as_secs(), 60);
+        assert_eq!(p[0].tls, TlsMode::May);
+        assert!(!p[0].tls_verify);
+        assert_eq!(p[0].interval.as_secs(), 60);
+        assert!(matches!(p[0].check, ProbeCheck::Smtp));
     }
 
     #[test]

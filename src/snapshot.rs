@@ -292,6 +292,9 @@ pub struct SourceHealth {
     pub last_success: Option<SystemTime>,
     pub last_error: String,
     pub error_count: u64,
+    /// How long the last collection took; `None` for sources that are not
+    /// collected periodically (the log, the AgentX session, the state).
+    pub last_duration: Option<Duration>,
 }
 
 impl SourceHealth {
@@ -302,6 +305,7 @@ impl SourceHealth {
             last_success: None,
             last_error: String::new(),
             error_count: 0,
+            last_duration: None,
         }
     }
 

@@ -129,10 +129,10 @@ fn bulkwalk(snmpd: &Snmpd) -> Result<Walk, (String, Walk)> {
 }
 
 /// Values that legitimately change between walks: the source table's last
-/// success time, last error and error count (the agentx row counts every
+/// success time, last error, error count and duration (the agentx row counts every
 /// lost connection).
 fn is_volatile(oid: &str) -> bool {
-    ["5", "6", "7"]
+    ["5", "6", "7", "8"]
         .iter()
         .any(|c| oid.starts_with(&format!("{ROOT}.1.9.10.1.{c}.")))
 }

@@ -136,6 +136,15 @@ impl FakeMaster {
             "{register:?}"
         );
         conn.send(&ok_response(&register.header));
+        // Then the sysORTable row (AddAgentCaps), as snmpd gets it.
+        let caps = conn
+            .read_pdu()
+            .unwrap_or_else(|e| panic!("{why}: AddAgentCaps: {e}"));
+        assert!(
+            matches!(caps.payload, Payload::AddAgentCaps { .. }),
+            "{caps:?}"
+        );
+        conn.send(&ok_response(&caps.header));
         conn
     }
 }

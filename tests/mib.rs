@@ -175,7 +175,12 @@ fn full_snapshot() -> Snapshot {
         threshold: 500,
         text: "deferred queue holds 600 messages".into(),
     }]);
-    s.health = BTreeMap::from([("log".to_string(), SourceHealth::new("/var/log/mail.log"))]);
+    let mut queue = SourceHealth::new("showq");
+    queue.last_duration = Some(Duration::from_millis(12));
+    s.health = BTreeMap::from([
+        ("log".to_string(), SourceHealth::new("/var/log/mail.log")),
+        ("queue".to_string(), queue),
+    ]);
     s
 }
 

@@ -3,16 +3,12 @@
 //! positions, so a restart resumes exactly where the last save left off.
 
 use super::Shutdown;
-use crate::config::{Config, LogSource, StartAt};
+use crate::config::Config;
 use crate::publisher::Publisher;
-use crate::sources::log::follow::{FilePosition, FollowOptions, LineSink, LogFollower, StartFrom};
-use crate::sources::log::journal::{JournalConfig, JournalFollower, JournalSource};
+use crate::sources::log::input::{self, InputSettings, LogInput, LogState, Polled};
 use crate::sources::log::state::{LoadOutcome, StateStore};
-use crate::sources::log::switch as source_switch;
 use crate::sources::log::{largest_counter, LogAccumulator, COUNTER_CEILING};
-use anyhow::{bail, Context, Result};
-use serde::{Deserialize, Serialize};
-use std::path::{Path, PathBuf};
+use anyhow::Result;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -20,147 +16,14 @@ const SOURCE: &str = "log";
 const STATE_SOURCE: &str = "state";
 const STATE_FILE: &str = "log-state.json";
 
-/// What is saved: counters and message state, and where reading stopped.
-/// Both are taken at the same moment, so they always agree.
-#[derive(Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct LogState {
-    pub accumulator: LogAccumulator,
-    #[serde(default)]
-    pub files: Vec<FilePosition>,
-    #[serde(default)]
-    pub journal_cursor: Option<String>,
-    /// The last line counted from the journal: where a log file that
-    /// appears later (rsyslog installed) takes over.
-    #[serde(default)]
-    pub journal_last_line: Option<String>,
-    /// When these counters started from zero (seconds since the epoch).
-    pub discontinuity_time: u64,
-}
-
-struct Counting<'a>(&'a mut LogAccumulator);
-
-impl LineSink for Counting<'_> {
-    fn line(&mut self, line: &[u8]) {
-        self.0.ingest_line(line);
+/// The log input's part of the configuration.
+pub fn input_settings(config: &Config) -> InputSettings {
+    InputSettings {
+        source: config.log.source,
+        paths: config.log.path.clone(),
+        start: config.log.start_at,
+        postfix_config_directory: config.postfix.config_directory.clone(),
     }
-}
-
-/// What one poll of the input read.
-struct Polled {
-    lines: u64,
-    /// More to read now: poll again before waiting.
-    more: bool,
-    /// For the agent's log, each with whether it is a warning.
-    messages: Vec<(bool, String)>,
-}
-
-/// Where lines come from.
-enum Input {
-    Files(LogFollower),
-    Journal(Box<JournalFollower>),
-}
-
-impl Input {
-    /// Reads what is available.
-    fn poll(&mut self, acc: &mut LogAccumulator) -> std::io::Result<Polled> {
-        let mut sink = Counting(acc);
-        match self {
-            Input::Files(f) => {
-                let out = f.poll(&mut sink)?;
-                let messages = out.events.iter().map(|e| (e.is_warning(), e.to_string()));
-                Ok(Polled {
-                    lines: out.lines,
-                    more: out.more,
-                    messages: messages.collect(),
-                })
-            }
-            Input::Journal(j) => {
-                let out = j.poll(&mut sink)?;
-                let messages = out.events.iter().map(|e| (e.is_warning(), e.to_string()));
-                Ok(Polled {
-                    lines: out.lines,
-                    more: out.more,
-                    messages: messages.collect(),
-                })
-            }
-        }
-    }
-
-    fn wait(&mut self, timeout: Duration) -> std::io::Result<()> {
-        match self {
-            Input::Files(f) => f.wait(timeout),
-            Input::Journal(j) => j.wait(timeout),
-        }
-    }
-
-    /// The current error, if the source is failing now.
-    fn current_error(&self) -> Option<String> {
-        match self {
-            Input::Files(f) => {
-                let errors: Vec<String> = f
-                    .status()
-                    .into_iter()
-                    .filter_map(|s| match s.state {
-                        crate::sources::log::follow::PathState::Error(e) => Some(e),
-                        crate::sources::log::follow::PathState::Waiting(w) => {
-                            Some(format!("waiting: {w}"))
-                        }
-                        crate::sources::log::follow::PathState::Following => None,
-                    })
-                    .collect();
-                (!errors.is_empty()).then(|| errors.join("; "))
-            }
-            Input::Journal(j) => j.last_error().map(str::to_string),
-        }
-    }
-
-    /// Only the current source's positions are kept: a position left from
-    /// an earlier source would be resumed from, long after, if that source
-    /// came back, and count again what the other source gave meanwhile.
-    fn save_into(&self, state: &mut LogState) {
-        match self {
-            Input::Files(f) => {
-                state.files = f.positions();
-                state.journal_cursor = None;
-                state.journal_last_line = None;
-            }
-            Input::Journal(j) => {
-                state.files.clear();
-                state.journal_cursor = j.cursor().map(str::to_string);
-                if !j.last_line().is_empty() {
-                    state.journal_last_line =
-                        Some(String::from_utf8_lossy(j.last_line()).into_owned());
-                }
-            }
-        }
-    }
-}
-
-/// The log files to follow: configured, or the usual places, or Postfix's
-/// own `maillog_file`.
-pub fn resolve_paths(config: &Config) -> Result<Vec<PathBuf>> {
-    if !config.log.path.is_empty() {
-        return Ok(config.log.path.clone());
-    }
-    for p in ["/var/log/mail.log", "/var/log/maillog"] {
-        if Path::new(p).exists() {
-            return Ok(vec![PathBuf::from(p)]);
-        }
-    }
-    let maillog_file = crate::sources::queue::postconf_value(
-        Path::new("postconf"),
-        Some(&config.postfix.config_directory),
-        "maillog_file",
-    )
-    .unwrap_or_default();
-    if !maillog_file.trim().is_empty() {
-        return Ok(vec![PathBuf::from(maillog_file.trim())]);
-    }
-    bail!(
-        "no mail log found: neither /var/log/mail.log nor /var/log/maillog exists and \
-         Postfix has no maillog_file; set log.path, or log.source = \"journal\""
-    )
 }
 
 fn epoch_secs(t: SystemTime) -> u64 {
@@ -274,80 +137,6 @@ fn load_state<'a>(
     (state, resumed, saver)
 }
 
-fn open_input(config: &Config, state: &LogState, resumed: bool) -> Result<(Input, String)> {
-    let start = match config.log.start_at {
-        StartAt::End => StartFrom::End,
-        StartAt::Beginning => StartFrom::Beginning,
-    };
-    let use_journal = match config.log.source {
-        LogSource::Journal => true,
-        LogSource::File => false,
-        LogSource::Auto => resolve_paths(config).is_err(),
-    };
-    if use_journal {
-        let switched_from_file =
-            resumed && state.journal_cursor.is_none() && !state.files.is_empty();
-        let mark = switched_from_file
-            .then(|| source_switch::mark_of_saved_files(&state.files))
-            .flatten();
-        if switched_from_file && mark.is_none() {
-            tracing::warn!(
-                "log source changed from a file to the journal, and the file's last counted \
-                 line is gone: reading the journal from its end (entries logged while the \
-                 agent was stopped are not counted)"
-            );
-        }
-        let start = if switched_from_file {
-            StartFrom::End
-        } else {
-            start
-        };
-        let mut journal = JournalFollower::new(
-            JournalConfig::new(JournalSource::System),
-            state.journal_cursor.clone(),
-            start,
-        );
-        if let Some(mark) = mark {
-            tracing::info!(
-                "log source changed from a file to the journal: resuming the journal after \
-                 the last line counted from the file"
-            );
-            journal.resume_after_file(mark);
-        }
-        return Ok((
-            Input::Journal(Box::new(journal)),
-            "systemd journal".to_string(),
-        ));
-    }
-    let paths = resolve_paths(config)?;
-    let detail = paths
-        .iter()
-        .map(|p| p.display().to_string())
-        .collect::<Vec<_>>()
-        .join(", ");
-    let mut saved = state.files.clone();
-    if resumed && saved.is_empty() && state.journal_cursor.is_some() {
-        saved = source_switch::positions_after_journal(
-            &paths,
-            state.journal_last_line.as_deref(),
-            state.journal_cursor.as_deref(),
-        );
-        for p in &saved {
-            tracing::info!(
-                "log source changed from the journal to {}: reading it from byte {}, after \
-                 the last line the journal gave",
-                p.path.display(),
-                p.offset
-            );
-        }
-    }
-    // With saved positions, files not in the state are new: read them whole.
-    let start = if resumed { StartFrom::Beginning } else { start };
-    let follower = LogFollower::new(paths, &saved, start, FollowOptions::default())
-        .context("set up inotify for the log files")?;
-    Ok((Input::Files(follower), detail))
-}
-
 /// How often an idle log's health row gets a new last-success time. Each
 /// update rebuilds the MIB view, which costs far more than the idle poll
 /// itself (two a second), so an idle agent would spend its CPU on it.
@@ -373,7 +162,7 @@ pub fn run(config: Config, publisher: Arc<Publisher>, shutdown: Shutdown) {
     let mut health_ok_at: Option<Instant> = None;
     loop {
         if input.is_none() {
-            match open_input(&config, &state, resumed) {
+            match input::open(&input_settings(&config), &state, resumed) {
                 Ok((i, d)) => {
                     tracing::info!("following the mail log: {d}");
                     detail = d;
@@ -510,10 +299,12 @@ pub fn collect_once(config: &Config, publisher: &Publisher) {
     }
     let (mut state, resumed, _) = load_state(&store, config, publisher);
     if resumed {
-        if let Ok((Input::Files(mut f), detail)) = open_input(config, &state, resumed) {
-            let mut sink = Counting(&mut state.accumulator);
+        // The files only: reading the journal to its end takes long.
+        if let Ok((mut f @ LogInput::Files(_), detail)) =
+            input::open(&input_settings(config), &state, resumed)
+        {
             loop {
-                match f.poll(&mut sink) {
+                match f.poll(&mut state.accumulator) {
                     Ok(out) if out.more => continue,
                     Ok(_) => break,
                     Err(e) => {

@@ -18,10 +18,9 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::{mpsc, watch};
 
 mod alarms;
+mod collectors;
+mod drive;
 mod log;
-mod probe;
-mod process;
-mod queue;
 
 /// Set once on SIGTERM/SIGINT. Collectors check it between units of work and
 /// sleep on it: a sleeping collector wakes for its next run or at once for
@@ -228,15 +227,7 @@ fn spawn_collectors(
         let (c, p, s) = (config.clone(), Arc::clone(publisher), shutdown.clone());
         threads.push(spawn_named("log", move || log::run(c, p, s))?);
     }
-    if config.queue.enabled {
-        let (c, p, s) = (config.clone(), Arc::clone(publisher), shutdown.clone());
-        threads.push(spawn_named("queue", move || queue::run(c, p, s))?);
-    }
-    if config.process.enabled {
-        let (c, p, s) = (config.clone(), Arc::clone(publisher), shutdown.clone());
-        threads.push(spawn_named("process", move || process::run(c, p, s))?);
-    }
-    threads.extend(probe::spawn(config, publisher, shutdown)?);
+    threads.extend(collectors::spawn(config, publisher, shutdown)?);
     Ok(threads)
 }
 
@@ -254,13 +245,7 @@ pub fn collect_once(config: &Config) -> Result<MibView> {
     if config.log.enabled {
         log::collect_once(config, &publisher);
     }
-    if config.queue.enabled {
-        queue::collect_once(config, &publisher);
-    }
-    if config.process.enabled {
-        process::collect_once(config, &publisher);
-    }
-    probe::collect_once(config, &publisher);
+    collectors::collect_once(config, &publisher);
     Ok(publisher.view().load().as_ref().clone())
 }
 

@@ -327,6 +327,10 @@ fn agent_entries(e: &mut Entries, s: &Snapshot) {
             &idx,
             Value::Counter32(u32::try_from(h.error_count).unwrap_or(u32::MAX)),
         );
+        if let Some(took) = h.last_duration {
+            let ms = u32::try_from(took.as_millis()).unwrap_or(u32::MAX);
+            e.column(g, t, 8, &idx, Value::Gauge32(ms));
+        }
     }
 }
 

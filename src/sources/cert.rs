@@ -6,17 +6,20 @@
 //! certificates (a chain, or a Postfix `*_chain_files` file with the key
 //! first) the first certificate counts: the leaf.
 
+use super::{Collected, Collector, Outcome};
 use crate::snapshot::CertRow;
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Certificate files larger than this are not read (a PEM chain is a few KiB).
 const MAX_FILE: u64 = 1024 * 1024;
 /// Longest name in the certificate table (the MIB index is SIZE (1..64)).
 pub const MAX_NAME: usize = 64;
+/// Rows of certificates that probes found served are named `probe:NAME`;
+/// they belong to the probes, not to the file scan.
+pub const PROBE_ROW_PREFIX: &str = "probe:";
 
 /// Postfix parameters that name certificate files.
 pub const POSTFIX_PARAMETERS: [&str; 16] = [
@@ -162,13 +165,13 @@ pub fn scan(files: &[PathBuf], now: SystemTime) -> (Vec<CertRow>, Vec<String>) {
 /// (`postconf -x`) and master.cf `-o` overrides (`postconf -P -x`), without
 /// duplicates, empty values and `none`.
 pub fn postfix_cert_files(postconf: &Path, config_directory: &Path) -> Result<Vec<PathBuf>> {
-    let main = run_postconf(
+    let main = super::postconf::run(
         postconf,
-        config_directory,
+        Some(config_directory),
         &[&["-x"], &POSTFIX_PARAMETERS[..]].concat(),
     )?;
     // master.cf overrides look like `submission/inet/smtpd_tls_cert_file = /x`.
-    let master = run_postconf(postconf, config_directory, &["-P", "-x"])?;
+    let master = super::postconf::run(postconf, Some(config_directory), &["-P", "-x"])?;
     let mut seen = BTreeSet::new();
     let mut files = Vec::new();
     for line in main.lines().chain(master.lines()) {
@@ -191,24 +194,76 @@ pub fn postfix_cert_files(postconf: &Path, config_directory: &Path) -> Result<Ve
     Ok(files)
 }
 
-fn run_postconf(postconf: &Path, config_directory: &Path, args: &[&str]) -> Result<String> {
-    let out = Command::new(postconf)
-        .arg("-c")
-        .arg(config_directory)
-        .args(args)
-        .output()
-        .with_context(|| format!("running {} (is Postfix installed?)", postconf.display()))?;
-    if !out.status.success() {
-        bail!(
-            "{} -c {} {} failed ({}): {}",
-            postconf.display(),
-            config_directory.display(),
-            args.first().copied().unwrap_or(""),
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
+/// The certificate files as a [`Collector`]: the configured files and, if
+/// asked, those Postfix's configuration names, read at every collection.
+pub struct CertCollector {
+    files: Vec<PathBuf>,
+    /// (postconf program, Postfix config directory) to ask for more files.
+    from_postfix: Option<(PathBuf, PathBuf)>,
+    interval: Duration,
+}
+
+impl CertCollector {
+    pub fn new(
+        files: Vec<PathBuf>,
+        from_postfix: Option<(PathBuf, PathBuf)>,
+        interval: Duration,
+    ) -> CertCollector {
+        CertCollector {
+            files,
+            from_postfix,
+            interval,
+        }
     }
-    String::from_utf8(out.stdout).context("postconf output is not UTF-8")
+
+    /// The files to read: configured ones, then Postfix's.
+    fn files(&self) -> (Vec<PathBuf>, Vec<String>) {
+        let mut files = self.files.clone();
+        let mut errors = Vec::new();
+        if let Some((postconf, config_directory)) = &self.from_postfix {
+            match postfix_cert_files(postconf, config_directory) {
+                Ok(found) => {
+                    for f in found {
+                        if !files.contains(&f) {
+                            files.push(f);
+                        }
+                    }
+                }
+                Err(e) => errors.push(format!("{e:#}")),
+            }
+        }
+        (files, errors)
+    }
+}
+
+impl Collector for CertCollector {
+    fn source(&self) -> &'static str {
+        "certs"
+    }
+
+    fn interval(&self) -> Duration {
+        self.interval
+    }
+
+    fn collect(&mut self) -> Collected {
+        let (files, mut errors) = self.files();
+        let (rows, scan_errors) = scan(&files, SystemTime::now());
+        errors.extend(scan_errors);
+        Collected {
+            detail: None,
+            publish: Box::new(move |s| {
+                let table = s.certs.get_or_insert_with(Vec::new);
+                table.retain(|r| r.name.starts_with(PROBE_ROW_PREFIX));
+                table.extend(rows);
+                table.sort_by(|a, b| a.name.cmp(&b.name));
+                if errors.is_empty() {
+                    Outcome::Success
+                } else {
+                    Outcome::Failure(errors.join("; "))
+                }
+            }),
+        }
+    }
 }
 
 #[cfg(test)]

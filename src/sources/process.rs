@@ -28,6 +28,7 @@
 //! `/proc` mounted with `hidepid` hides other users' processes; that is
 //! detected and reported as an error instead of reporting Postfix as down.
 
+use super::{Collected, Collector, Outcome};
 use crate::snapshot::{ProcessRow, ProcessState, ProcessStatus, SourceHealth};
 use anyhow::{bail, Context};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -110,25 +111,21 @@ pub struct ProcessScanner {
 
 impl ProcessScanner {
     pub fn new(config: ProcessScanConfig) -> Self {
-        let queue_directory =
-            config
-                .queue_directory
-                .clone()
-                .or_else(|| {
-                    match crate::sources::queue::postconf_value(
-                        &config.postconf,
-                        config.config_directory.as_deref(),
-                        "queue_directory",
-                    ) {
-                        Ok(dir) => Some(PathBuf::from(dir)),
-                        Err(e) => {
-                            tracing::warn!(
-                                "no queue directory, so no master.pid to pick the master by: {e:#}"
-                            );
-                            None
-                        }
-                    }
-                });
+        let queue_directory = config.queue_directory.clone().or_else(|| {
+            match crate::sources::postconf::value(
+                &config.postconf,
+                config.config_directory.as_deref(),
+                "queue_directory",
+            ) {
+                Ok(dir) => Some(PathBuf::from(dir)),
+                Err(e) => {
+                    tracing::warn!(
+                        "no queue directory, so no master.pid to pick the master by: {e:#}"
+                    );
+                    None
+                }
+            }
+        });
         let mut daemons = BTreeMap::new();
         for name in &config.expected {
             daemons.insert(name.clone(), DaemonState::default());
@@ -161,7 +158,6 @@ impl ProcessScanner {
             }
             Err(e) => {
                 self.health.failure(format!("{e:#}"));
-                tracing::warn!("process scan failed: {e:#}");
                 Err(e)
             }
         }
@@ -531,6 +527,49 @@ fn is_not_root() -> bool {
 
 fn can_see_pid1(proc_root: &Path) -> bool {
     std::fs::metadata(proc_root.join("1/stat")).is_ok()
+}
+
+/// The process table as a [`Collector`]: one /proc scan per collection.
+pub struct ProcessCollector {
+    scanner: ProcessScanner,
+    interval: Duration,
+}
+
+impl ProcessCollector {
+    pub fn new(config: ProcessScanConfig, interval: Duration) -> ProcessCollector {
+        ProcessCollector {
+            scanner: ProcessScanner::new(config),
+            interval,
+        }
+    }
+}
+
+impl Collector for ProcessCollector {
+    fn source(&self) -> &'static str {
+        "process"
+    }
+
+    fn interval(&self) -> Duration {
+        self.interval
+    }
+
+    fn collect(&mut self) -> Collected {
+        let result = self.scanner.scan(Instant::now());
+        Collected {
+            detail: Some(self.scanner.health().detail.clone()),
+            publish: Box::new(move |s| match result {
+                Ok(status) => {
+                    s.processes = Some(status);
+                    Outcome::Success
+                }
+                // Without a reading, old rows would claim processes that may be gone.
+                Err(e) => {
+                    s.processes = None;
+                    Outcome::Failure(format!("{e:#}"))
+                }
+            }),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -89,12 +89,12 @@ wait_for() {
     fail "after ${secs}s: $what"
 }
 
-get() { in_ct "snmpget -v2c -c public -Oqv localhost $1"; }
+get() { in_ct "snmpget -v2c -c public -OqvU localhost $1"; }
 
 # wait_counter OID VALUE SECONDS WHAT
 wait_counter() {
     wait_for "$3" "$4 should be $2 (snmpget $1 gives '$(get "$1" 2>&1 || true)')" \
-        "[ \"\$(snmpget -v2c -c public -Oqv localhost $1)\" = $2 ]"
+        "[ \"\$(snmpget -v2c -c public -OqvU localhost $1)\" = $2 ]"
 }
 
 unit_prop() { in_ct "systemctl show -P $2 $1"; }
@@ -193,7 +193,7 @@ send_mail 2
 wait_counter "$DELIVERED" 10 30 "postfixDelivered after 2 more mails from mail.log"
 
 run_block snmpv3 '9999\.25\.1\.1\.1\.0 = Counter64: 10'
-v3=$(in_ct "snmpget -v3 -l authPriv -u postfixmon -a SHA -A 'long auth passphrase' -x AES -X 'long priv passphrase' -Oqv localhost $DELIVERED" 2>&1 || true)
+v3=$(in_ct "snmpget -v3 -l authPriv -u postfixmon -a SHA -A 'long auth passphrase' -x AES -X 'long priv passphrase' -OqvU localhost $DELIVERED" 2>&1 || true)
 [ "$v3" = 10 ] || fail "postfixDelivered over SNMPv3 is '$v3', not 10"
 in_ct "! snmpget -v3 -l authPriv -u postfixmon -a SHA -A 'wrong auth passphrase' -x AES -X 'long priv passphrase' -r 0 -t 2 localhost $DELIVERED" ||
     fail "a wrong SNMPv3 passphrase was accepted"
@@ -218,11 +218,11 @@ wait_counter "$DELIVERED" 10 20 "postfixDelivered after fixing the configuration
 
 step "Postfix stopped: one alarm, for master"
 in_ct 'systemctl stop postfix'
-wait_for 40 "an alarm process:master" "snmpwalk -v2c -c public -Oqv localhost $ALARM_NAMES | grep -qx '\"process:master\"'"
-procs=$(in_ct "snmpwalk -v2c -c public -Oqv localhost $ALARM_NAMES | grep -c process: || true")
-[ "$procs" = 1 ] || fail "stopping Postfix raised $procs process alarms: $(in_ct "snmpwalk -v2c -c public -Oqv localhost $ALARM_NAMES")"
+wait_for 40 "an alarm process:master" "snmpwalk -v2c -c public -OqvU localhost $ALARM_NAMES | grep -qx '\"process:master\"'"
+procs=$(in_ct "snmpwalk -v2c -c public -OqvU localhost $ALARM_NAMES | grep -c process: || true")
+[ "$procs" = 1 ] || fail "stopping Postfix raised $procs process alarms: $(in_ct "snmpwalk -v2c -c public -OqvU localhost $ALARM_NAMES")"
 in_ct 'systemctl start postfix'
-wait_for 40 "the master alarm clears" "! snmpwalk -v2c -c public -Oqv localhost $ALARM_NAMES | grep -q process:master"
+wait_for 40 "the master alarm clears" "! snmpwalk -v2c -c public -OqvU localhost $ALARM_NAMES | grep -q process:master"
 
 step "reinstall keeps counting; remove keeps the state and the snippet; purge removes them"
 in_ct "cd /src && apt install --reinstall ./target/debian/$(basename "$deb")" > /dev/null || fail "reinstall failed"
@@ -240,7 +240,7 @@ in_ct "systemctl restart snmpd && ! journalctl -u snmpd --since=@$since --no-pag
 
 run_block by-hand-build
 run_block by-hand-install
-wait_for 30 "the by-hand install serves POSTFIX-MIB" "snmpget -v2c -c public -Oqv localhost $DELIVERED | grep -qE '^[0-9]+\$'"
+wait_for 30 "the by-hand install serves POSTFIX-MIB" "snmpget -v2c -c public -OqvU localhost $DELIVERED | grep -qE '^[0-9]+\$'"
 sleep 3
 before=$(get "$DELIVERED")
 send_mail 1
@@ -262,8 +262,8 @@ in_ct 'id -nG postfix-agentx | tr " " "\n" | grep -qx postdrop' ||
 wait_for 20 "the agent's process has group postdrop (installed with Postfix in one command)" \
     'grep "^Groups:" /proc/$(systemctl show -P MainPID postfix-agentx)/status | tr -s " \t" "\n" | grep -qx "$(getent group postdrop | cut -d: -f3)"'
 wait_for 30 "the queue source reads showq without error" \
-    "snmpwalk -v2c -c public -Oqv localhost $OID.1.9.10.1.4.5.113.117.101.117.101 | grep -q showq"
-last_error=$(in_ct "snmpget -v2c -c public -Oqv localhost $OID.1.9.10.1.6.5.113.117.101.117.101")
+    "snmpwalk -v2c -c public -OqvU localhost $OID.1.9.10.1.4.5.113.117.101.117.101 | grep -q showq"
+last_error=$(in_ct "snmpget -v2c -c public -OqvU localhost $OID.1.9.10.1.6.5.113.117.101.117.101")
 [ "$last_error" = '""' ] || fail "the queue source's last error is $last_error"
 send_mail 3
 wait_counter "$DELIVERED" 3 30 "postfixDelivered after 3 mails (installed with Postfix in one command)"

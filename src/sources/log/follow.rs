@@ -91,8 +91,9 @@ impl FilePosition {
     }
 }
 
-/// Where to start a file that has no saved position.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Where to start a file that has no saved position (`[log] start_at`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum StartFrom {
     /// Read everything the file already holds.
     Beginning,

@@ -11,6 +11,7 @@ pub mod bytes;
 pub mod counters;
 pub mod follow;
 pub mod head;
+pub mod input;
 pub mod journal;
 pub mod parse;
 pub mod parser;

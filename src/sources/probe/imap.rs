@@ -1,8 +1,8 @@
 //! One IMAP poll of the round trip: log in, find and delete our messages.
 
+use super::settings::{ProbeSettings, RoundTrip, TlsMode};
 use super::tls::ServedCert;
 use super::{tls_params, Cancel, Conn, ProbeFailure, MAX_RESPONSE};
-use crate::config::{ProbeConfig, TlsMode};
 use std::time::Instant;
 
 /// A tagged response and the untagged lines before it.
@@ -164,16 +164,17 @@ pub fn quote(s: &str) -> String {
 /// Logs in, deletes every message of this probe (`prefix` in the Subject),
 /// and returns whether the one with `token` was among them.
 pub fn poll(
-    probe: &ProbeConfig,
+    probe: &ProbeSettings,
+    rt: &RoundTrip,
     deadline: Instant,
     cancel: &Cancel,
     served: &ServedCert,
     prefix: &str,
     token: &str,
 ) -> Result<bool, ProbeFailure> {
-    let target = probe.target();
+    let target = probe.target.clone();
     let params = tls_params(probe, &target);
-    let mode = probe.tls_mode();
+    let mode = probe.tls;
     let mut conn = Conn::open(&target, mode, &params, served, deadline, cancel)?;
     let greeting = read_response(&mut conn, None, "waiting for the greeting")?;
     if greeting.status != "OK" {
@@ -193,12 +194,7 @@ pub fn poll(
         }
         c.conn.start_tls(&params, served)?;
     }
-    let user = probe.user.as_deref().unwrap_or_default();
-    let password = probe
-        .password
-        .as_ref()
-        .map(|p| p.expose())
-        .unwrap_or_default();
+    let (user, password) = (rt.user.as_str(), rt.password.expose());
     let login = c.command(
         &format!("LOGIN {} {}", quote(user), quote(password)),
         "LOGIN",
@@ -214,7 +210,7 @@ pub fn poll(
         l.split_whitespace()
             .any(|w| w.eq_ignore_ascii_case("UIDPLUS"))
     });
-    c.ok(&format!("SELECT {}", quote(probe.mailbox())), "SELECT")?;
+    c.ok(&format!("SELECT {}", quote(&rt.mailbox)), "SELECT")?;
     let ours = search_uids(
         &c.ok(&format!("UID SEARCH SUBJECT {}", quote(prefix)), "SEARCH")?
             .untagged,

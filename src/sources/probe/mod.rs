@@ -6,12 +6,13 @@
 
 pub mod imap;
 pub mod pop3;
+pub mod rows;
+pub mod settings;
 pub mod smtp;
 pub mod tls;
 
-use crate::config::{ProbeConfig, TlsMode};
-use crate::snapshot::ProbeKind;
 use rustls::StreamOwned;
+use settings::{ProbeCheck, ProbeSettings, RoundTrip, TlsMode};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -88,14 +89,17 @@ pub struct ProbeOutcome {
 }
 
 /// Runs `probe` once.
-pub fn run(probe: &ProbeConfig, cancel: &Cancel) -> ProbeOutcome {
+pub fn run(probe: &ProbeSettings, cancel: &Cancel) -> ProbeOutcome {
     let served = ServedCert::default();
     let start = Instant::now();
     let mut banner = None;
-    let result = match probe.kind {
-        ProbeKind::Smtp => smtp::probe(probe, cancel, &served, &mut banner),
-        ProbeKind::ImapRoundtrip | ProbeKind::Pop3Roundtrip => {
-            round_trip(probe, cancel, &served, start)
+    let result = match &probe.check {
+        ProbeCheck::Smtp => smtp::probe(probe, cancel, &served, &mut banner),
+        ProbeCheck::ImapRoundtrip(rt) => {
+            round_trip(probe, rt, Mailbox::Imap, cancel, &served, start)
+        }
+        ProbeCheck::Pop3Roundtrip(rt) => {
+            round_trip(probe, rt, Mailbox::Pop3, cancel, &served, start)
         }
     };
     let latency = match &result {
@@ -130,31 +134,38 @@ fn unique_token() -> String {
     )
 }
 
+/// Where a round trip looks for its message.
+#[derive(Clone, Copy)]
+enum Mailbox {
+    Imap,
+    Pop3,
+}
+
 /// Sends a message, then polls the mailbox until it shows up; returns the
 /// time from the start of the send to finding it.
 fn round_trip(
-    probe: &ProbeConfig,
+    probe: &ProbeSettings,
+    rt: &RoundTrip,
+    mailbox: Mailbox,
     cancel: &Cancel,
     served: &ServedCert,
     start: Instant,
 ) -> Result<Duration, ProbeFailure> {
     let token = unique_token();
     let prefix = subject_prefix(&probe.name);
-    smtp::send_probe_message(probe, cancel, &prefix, &token).map_err(|e| e.context("SMTP"))?;
-    let wait = probe.wait();
+    smtp::send_probe_message(probe, rt, cancel, &prefix, &token).map_err(|e| e.context("SMTP"))?;
+    let wait = rt.wait;
     let give_up = Instant::now() + wait;
-    let (leg, folder) = match probe.kind {
-        ProbeKind::ImapRoundtrip => ("IMAP", probe.mailbox().to_string()),
-        _ => ("POP3", "the POP3 mailbox".to_string()),
+    let (leg, folder) = match mailbox {
+        Mailbox::Imap => ("IMAP", rt.mailbox.clone()),
+        Mailbox::Pop3 => ("POP3", "the POP3 mailbox".to_string()),
     };
     let mut pause = Duration::from_millis(250);
     loop {
-        let deadline = Instant::now() + probe.timeout();
-        let found = match probe.kind {
-            ProbeKind::ImapRoundtrip => {
-                imap::poll(probe, deadline, cancel, served, &prefix, &token)
-            }
-            _ => pop3::poll(probe, deadline, cancel, served, &prefix, &token),
+        let deadline = Instant::now() + probe.timeout;
+        let found = match mailbox {
+            Mailbox::Imap => imap::poll(probe, rt, deadline, cancel, served, &prefix, &token),
+            Mailbox::Pop3 => pop3::poll(probe, rt, deadline, cancel, served, &prefix, &token),
         }
         .map_err(|e| e.context(leg))?;
         if found {
@@ -186,13 +197,13 @@ fn sleep_unless_cancelled(d: Duration, cancel: &Cancel) -> bool {
 }
 
 /// TLS settings of a connection to `target` for `probe`.
-pub fn tls_params(probe: &ProbeConfig, target: &str) -> TlsParams {
+pub fn tls_params(probe: &ProbeSettings, target: &str) -> TlsParams {
     TlsParams {
         server_name: probe
             .tls_server_name
             .clone()
             .unwrap_or_else(|| tls::host_of(target).to_string()),
-        verify: probe.tls_verify(),
+        verify: probe.tls_verify,
     }
 }
 

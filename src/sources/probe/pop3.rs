@@ -1,8 +1,8 @@
 //! One POP3 poll of the round trip: log in, find and delete our messages.
 
+use super::settings::{ProbeSettings, RoundTrip, TlsMode};
 use super::tls::ServedCert;
 use super::{tls_params, Cancel, Conn, ProbeFailure, MAX_LINE, MAX_RESPONSE};
-use crate::config::{ProbeConfig, TlsMode};
 use std::time::Instant;
 
 /// Messages looked at per poll (the newest ones): the probe mailbox is
@@ -90,16 +90,17 @@ pub fn subject(header_lines: &[Vec<u8>]) -> Option<String> {
 /// deletion, commits with QUIT, and returns whether the one with `token`
 /// was among them.
 pub fn poll(
-    probe: &ProbeConfig,
+    probe: &ProbeSettings,
+    rt: &RoundTrip,
     deadline: Instant,
     cancel: &Cancel,
     served: &ServedCert,
     prefix: &str,
     token: &str,
 ) -> Result<bool, ProbeFailure> {
-    let target = probe.target();
+    let target = probe.target.clone();
     let params = tls_params(probe, &target);
-    let mode = probe.tls_mode();
+    let mode = probe.tls;
     let mut conn = Conn::open(&target, mode, &params, served, deadline, cancel)?;
     status(&mut conn, "greeting")?;
     if mode == TlsMode::Starttls {
@@ -107,12 +108,7 @@ pub fn poll(
             .map_err(|e| ProbeFailure::failed(format!("STLS not offered ({})", e.reason)))?;
         conn.start_tls(&params, served)?;
     }
-    let user = probe.user.as_deref().unwrap_or_default();
-    let password = probe
-        .password
-        .as_ref()
-        .map(|p| p.expose())
-        .unwrap_or_default();
+    let (user, password) = (rt.user.as_str(), rt.password.expose());
     command(&mut conn, &format!("USER {user}"), "USER")
         .map_err(|e| ProbeFailure::failed(format!("login failed: {}", e.reason)))?;
     conn.send(format!("PASS {password}\r\n").as_bytes(), "sending PASS")?;

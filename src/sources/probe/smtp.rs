@@ -1,8 +1,8 @@
 //! The SMTP client side: the availability probe and the round trips' send.
 
+use super::settings::{ProbeSettings, RoundTrip, TlsMode};
 use super::tls::{ServedCert, TlsParams};
 use super::{base64, tls_params, Cancel, Conn, ProbeFailure, MAX_LINE, MAX_REPLY_LINES};
-use crate::config::{ProbeConfig, TlsMode};
 use std::time::{Duration, Instant};
 
 /// One complete SMTP reply.
@@ -169,20 +169,20 @@ pub fn open(
 
 /// The availability probe: banner, EHLO, TLS as configured, QUIT.
 pub fn probe(
-    probe: &ProbeConfig,
+    probe: &ProbeSettings,
     cancel: &Cancel,
     served: &ServedCert,
     banner: &mut Option<Duration>,
 ) -> Result<Duration, ProbeFailure> {
     let start = Instant::now();
-    let target = probe.target();
+    let target = probe.target.clone();
     let session = open(
         &target,
-        probe.tls_mode(),
+        probe.tls,
         &super::tls_params(probe, &target),
-        &probe.helo_name(),
+        &probe.helo_name,
         served,
-        start + probe.timeout(),
+        start + probe.timeout,
         cancel,
     )?;
     *banner = Some(session.banner_time);
@@ -192,26 +192,27 @@ pub fn probe(
 
 /// Sends the round trip's message (Subject `PREFIX TOKEN`) to `to`.
 pub fn send_probe_message(
-    probe: &ProbeConfig,
+    probe: &ProbeSettings,
+    rt: &RoundTrip,
     cancel: &Cancel,
     subject_prefix: &str,
     token: &str,
 ) -> Result<(), ProbeFailure> {
-    let target = probe.smtp_target();
+    let target = rt.smtp_target.clone();
     // The served certificate of the SMTP leg is not recorded: the table's
     // `probe:NAME` row is the mailbox server's.
     let served = ServedCert::default();
-    let mode = probe.smtp_tls_mode();
+    let mode = rt.smtp_tls;
     let mut s = open(
         &target,
         mode,
         &tls_params(probe, &target),
-        &probe.helo_name(),
+        &probe.helo_name,
         &served,
-        Instant::now() + probe.timeout(),
+        Instant::now() + probe.timeout,
         cancel,
     )?;
-    if let (Some(user), Some(password)) = (&probe.smtp_user, &probe.smtp_password) {
+    if let (Some(user), Some(password)) = (&rt.smtp_user, &rt.smtp_password) {
         if !s.conn.is_tls() {
             return Err(ProbeFailure::failed("refusing AUTH without TLS"));
         }
@@ -228,8 +229,7 @@ pub fn send_probe_message(
             return Err(ProbeFailure::failed(format!("AUTH {}", reply.summary())));
         }
     }
-    let to = probe.to.as_deref().unwrap_or_default();
-    let from = probe.from.as_deref().unwrap_or(to);
+    let (from, to) = (rt.from.as_str(), rt.to.as_str());
     s.command(&format!("MAIL FROM:<{from}>"), "MAIL FROM", &[250])?;
     s.command(&format!("RCPT TO:<{to}>"), "RCPT TO", &[250, 251])?;
     s.command("DATA", "DATA", &[354])?;

@@ -13,14 +13,14 @@
 pub mod directory;
 pub mod showq;
 
+use super::{Collected, Collector, Outcome};
 use crate::snapshot::{
-    QueueMethod, QueueMethodChoice, QueueName, QueueRow, QueueStatus, SourceHealth,
+    QueueMethod, QueueMethodChoice, QueueName, QueueRow, QueueStatus, Snapshot, SourceHealth,
 };
-use anyhow::{anyhow, bail, Context};
+use anyhow::{anyhow, Context};
 use directory::{DirQueueTotals, DirScanError, DirScanOptions};
 use showq::{ShowqError, ShowqLimits};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant, SystemTime};
 
 #[derive(Debug, Clone)]
@@ -84,7 +84,7 @@ impl QueueScanner {
         let queue_directory = match &config.queue_directory {
             Some(dir) => dir.clone(),
             None => PathBuf::from(
-                postconf_value(
+                super::postconf::value(
                     &config.postconf,
                     config.config_directory.as_deref(),
                     "queue_directory",
@@ -314,36 +314,67 @@ fn directories_readable(queue_directory: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `postconf [-c DIR] -h NAME`, run directly (no shell).
-pub fn postconf_value(
-    postconf: &Path,
-    config_directory: Option<&Path>,
-    name: &str,
-) -> anyhow::Result<String> {
-    let mut cmd = Command::new(postconf);
-    if let Some(dir) = config_directory {
-        cmd.arg("-c").arg(dir);
+/// The queue as a [`Collector`]: sets the scanner up (retried at every
+/// collection until it works: postconf missing, queue directory unknown),
+/// then scans.
+pub struct QueueCollector {
+    config: QueueScanConfig,
+    interval: Duration,
+    scanner: Option<QueueScanner>,
+}
+
+impl QueueCollector {
+    pub fn new(config: QueueScanConfig, interval: Duration) -> QueueCollector {
+        QueueCollector {
+            config,
+            interval,
+            scanner: None,
+        }
     }
-    cmd.arg("-h").arg(name);
-    let output = cmd
-        .output()
-        .with_context(|| format!("running {} (is Postfix installed?)", postconf.display()))?;
-    if !output.status.success() {
-        bail!(
-            "{} -h {name} failed ({}): {}",
-            postconf.display(),
-            output.status,
-            String::from_utf8_lossy(&output.stderr).trim()
-        );
+}
+
+impl Collector for QueueCollector {
+    fn source(&self) -> &'static str {
+        "queue"
     }
-    let value = String::from_utf8(output.stdout)
-        .with_context(|| format!("postconf {name}: output is not UTF-8"))?
-        .trim()
-        .to_owned();
-    if value.is_empty() {
-        bail!("postconf printed an empty {name}");
+
+    fn interval(&self) -> Duration {
+        self.interval
     }
-    Ok(value)
+
+    fn collect(&mut self) -> Collected {
+        let scanner = match &mut self.scanner {
+            Some(s) => s,
+            None => match QueueScanner::new(self.config.clone()) {
+                Ok(s) => self.scanner.insert(s),
+                Err(e) => {
+                    return Collected::failed(Some("not set up".into()), format!("{e:#}"));
+                }
+            },
+        };
+        let result = scanner.scan();
+        let detail = Some(scanner.health().detail.clone());
+        let publish: Box<dyn FnOnce(&mut Snapshot) -> Outcome + Send> = match result {
+            Ok(status) => Box::new(move |s| {
+                s.queue = Some(status);
+                Outcome::Success
+            }),
+            // A partial count is still the best figure we have.
+            Err(QueueScanError::Partial { status, reason }) => Box::new(move |s| {
+                s.queue = Some(*status);
+                Outcome::Failure(format!("partial scan: {reason}"))
+            }),
+            // Stale rows would lie about the queue: none until a scan works.
+            Err(QueueScanError::Failed(e)) => {
+                let why = format!("{e:#}");
+                Box::new(move |s| {
+                    s.queue = None;
+                    Outcome::Failure(why)
+                })
+            }
+        };
+        Collected { detail, publish }
+    }
 }
 
 #[cfg(test)]
@@ -445,15 +476,5 @@ mod tests {
         let err = scanner.scan().unwrap_err();
         assert!(format!("{err:#}").contains("public/showq"), "{err:#}");
         assert_eq!(scanner.health().error_count, 1);
-    }
-
-    #[test]
-    fn missing_postconf_is_a_clear_error() {
-        let err = postconf_value(Path::new("/nonexistent/postconf"), None, "queue_directory")
-            .unwrap_err();
-        assert!(
-            format!("{err:#}").contains("is Postfix installed"),
-            "{err:#}"
-        );
     }
 }
