@@ -138,9 +138,9 @@ config_directory = "$base/postfix-etc"
 queue_directory = "$base/spool"
 [queue]
 method = "directory"
-interval_seconds = 2
+interval_seconds = 5
 [process]
-interval_seconds = 2
+interval_seconds = 5
 [[probe]]
 name = "smtp-closed"
 type = "smtp"
@@ -238,7 +238,7 @@ def parse_walk(path):
         elif kind == "STRING":
             value = value.strip('"')
         if kind == "Hex-STRING":
-            raw[oid] = rest.partition(": ")[2].replace(" ", "")
+            raw.setdefault(oid, []).append(rest.partition(": ")[2].replace(" ", ""))
         values[oid] = (kind, value)
     return values
 
@@ -309,7 +309,7 @@ for line in open(scrape):
             f is not None and labels.get(name) == meta["enum"].get(f[1]) for f in found)
     elif t == "DateAndTime":
         # All zero octets ("never") come out as year 0: -62169984000.
-        stamps = [date_and_time(raw[oid])] if oid in raw else []
+        stamps = [date_and_time(h) for h in raw.get(oid, [])]
         ok = any((s is None and float(value) < -6e10) or
                  (s is not None and abs(s - float(value)) < 1) for s in stamps)
     else:
