@@ -174,6 +174,8 @@ fn deb_installs_runs_as_its_user_and_removes_cleanly() {
         "/etc/snmp/snmpd.conf.d/postfix-agentx.conf",
         "/usr/share/doc/postfix-agentx/examples/directory-queue.conf",
         "/usr/share/doc/postfix-agentx/templates/zabbix/postfix-agentx_zabbix_6.0.yaml",
+        "/usr/share/doc/postfix-agentx/templates/prometheus/snmp.yml",
+        "/usr/share/doc/postfix-agentx/templates/librenms/postfix-agentx.yaml",
     ] {
         assert!(Path::new(path).exists(), "{path} not installed");
     }

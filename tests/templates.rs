@@ -320,3 +320,429 @@ fn cacti_data_queries_match_the_mib_and_data_source_types() {
     assert_eq!(queries, 6, "queue, process, reject, delivery, probe, cert");
     assert_eq!(outputs, types.len(), "data_source_types.tsv has stale rows");
 }
+
+const PROMETHEUS_DIR: &str = "templates/prometheus";
+const LIBRENMS: &str = "templates/librenms/postfix-agentx.yaml";
+
+#[test]
+fn prometheus_and_librenms_files_name_only_mib_objects() {
+    let nodes = nodes();
+    let known: BTreeSet<&str> = nodes.iter().map(|n| n.name.as_str()).collect();
+    let mut files = vec![repo(LIBRENMS), repo("templates/librenms/README.md")];
+    for entry in fs::read_dir(repo(PROMETHEUS_DIR)).unwrap() {
+        files.push(entry.unwrap().path());
+    }
+    for file in files {
+        let text = fs::read_to_string(&file).unwrap();
+        for name in object_names(&text) {
+            assert!(
+                known.contains(name.as_str()),
+                "{} names `{name}`, which POSTFIX-MIB does not define",
+                file.display()
+            );
+        }
+    }
+}
+
+/// One metric of snmp.yml: name, OID, type, and the labels of its rows.
+#[derive(Debug)]
+struct SnmpMetric {
+    name: String,
+    oid: String,
+    kind: String,
+    labels: BTreeSet<String>,
+}
+
+/// The metrics of snmp.yml (the generator's fixed layout: `  - name:` then
+/// `    oid:`/`    type:`, labels as `labelname:` lines).
+fn snmp_yml_metrics() -> Vec<SnmpMetric> {
+    let text = fs::read_to_string(repo(&format!("{PROMETHEUS_DIR}/snmp.yml"))).unwrap();
+    let mut metrics: Vec<SnmpMetric> = Vec::new();
+    for line in text.lines() {
+        if let Some(name) = line.strip_prefix("  - name: ") {
+            metrics.push(SnmpMetric {
+                name: name.to_string(),
+                oid: String::new(),
+                kind: String::new(),
+                labels: BTreeSet::new(),
+            });
+            continue;
+        }
+        let Some(m) = metrics.last_mut() else {
+            continue;
+        };
+        if let Some(oid) = line.strip_prefix("    oid: ") {
+            m.oid = oid.to_string();
+        } else if let Some(kind) = line.strip_prefix("    type: ") {
+            m.kind = kind.to_string();
+        } else if let Some(label) = line
+            .trim_start()
+            .trim_start_matches("- ")
+            .strip_prefix("labelname: ")
+        {
+            m.labels.insert(label.to_string());
+        }
+    }
+    metrics
+}
+
+/// The `name(number)` pairs of an object's `SYNTAX INTEGER { ... }`.
+fn enum_values(name: &str) -> BTreeSet<(String, i64)> {
+    let re = regex::Regex::new(&format!(
+        r"(?s)\n{name} OBJECT-TYPE\s+SYNTAX\s+INTEGER\s*\{{([^}}]*)\}}"
+    ))
+    .unwrap();
+    let Some(c) = re.captures(MIB_TEXT) else {
+        return BTreeSet::new();
+    };
+    let item = regex::Regex::new(r"(\w+)\((-?\d+)\)").unwrap();
+    item.captures_iter(&c[1])
+        .map(|i| (i[1].to_string(), i[2].parse().unwrap()))
+        .collect()
+}
+
+/// The index column (column 1) of the table whose entry holds `column`.
+fn index_column<'a>(column: &MibNode, nodes: &'a [MibNode]) -> &'a MibNode {
+    let entry = &column.oid.as_slice()[..column.oid.len() - 1];
+    nodes
+        .iter()
+        .find(|n| {
+            n.oid.len() == entry.len() + 1
+                && n.oid.as_slice().starts_with(entry)
+                && n.oid.as_slice()[entry.len()] == 1
+        })
+        .unwrap_or_else(|| panic!("no index column for {}", column.name))
+}
+
+#[test]
+fn snmp_exporter_module_covers_the_mib_with_the_right_types() {
+    let text = fs::read_to_string(repo(&format!("{PROMETHEUS_DIR}/snmp.yml"))).unwrap();
+    assert!(
+        text.starts_with("# WARNING: This file was auto-generated using snmp_exporter generator"),
+        "snmp.yml is the generator's output (tests/release/prometheus.sh regenerates and compares it)"
+    );
+    assert!(text.contains("\npostfix_agentx:\n  walk:\n  - 1.3.6.1.4.1.8072.9999.9999.25.1\n"));
+    let nodes = nodes();
+    let by_name: HashMap<&str, &MibNode> = nodes.iter().map(|n| (n.name.as_str(), n)).collect();
+    let metrics = snmp_yml_metrics();
+    let mut seen = BTreeSet::new();
+    for m in &metrics {
+        let node = by_name
+            .get(m.name.as_str())
+            .unwrap_or_else(|| panic!("{m:?}: not a POSTFIX-MIB object"));
+        assert_eq!(m.oid, node.oid.to_string(), "{m:?}");
+        let syntax = node.syntax.as_deref().unwrap_or("");
+        let want: &[&str] = match syntax {
+            "Counter64" | "Counter32" => &["counter"],
+            "Gauge32" | "Integer32" => &["gauge"],
+            "INTEGER" => &["gauge", "EnumAsInfo"],
+            "DisplayString" => &["DisplayString"],
+            "DateAndTime" => &["DateAndTime"],
+            other => panic!("{m:?}: unexpected syntax {other}"),
+        };
+        assert!(want.contains(&m.kind.as_str()), "{m:?} is {syntax}");
+        // Table rows carry their name: a string index as is, the queue and
+        // reject reason numbers looked up as their names.
+        if is_column(node, &nodes) {
+            let index = index_column(node, &nodes);
+            let expected = match index.name.as_str() {
+                "postfixQueueIndex" => "postfixQueueName",
+                "postfixRejectReason" => "postfixRejectReasonName",
+                other => other,
+            };
+            assert!(m.labels.contains(expected), "{m:?}: no {expected} label");
+        } else {
+            assert!(m.labels.is_empty(), "{m:?}: a scalar with labels");
+        }
+        seen.insert(m.name.as_str());
+    }
+    // Every readable object under postfixObjects is a metric, except the
+    // name columns that repeat the row's label.
+    let objects = Oid::parse(&format!("{DEFAULT_ROOT}.1")).unwrap();
+    for n in &nodes {
+        let readable = n.oid.as_slice().starts_with(objects.as_slice())
+            && n.syntax
+                .as_deref()
+                .is_some_and(|s| s != "SEQUENCE" && !s.starts_with("Postfix"))
+            && !n.name.ends_with("Entry")
+            && !n.name.ends_with("Table");
+        if !readable || (is_column(n, &nodes) && index_column(n, &nodes).name == n.name) {
+            continue;
+        }
+        let repeats_label = is_column(n, &nodes)
+            && (n.name.ends_with("Name") && n.oid.as_slice().last() == Some(&2));
+        assert_eq!(
+            seen.contains(n.name.as_str()),
+            !repeats_label,
+            "{} ({}) in snmp.yml",
+            n.name,
+            n.oid
+        );
+    }
+}
+
+/// The `postfixXxx` metric names a PromQL expression uses.
+fn promql_metrics(expr: &str) -> BTreeSet<String> {
+    let re =
+        regex::Regex::new(r"\b(postfix[A-Z]\w*|snmp_\w+|up)\b\s*(\{|\[|\)|$|\s|/|>|<|=|\*|\+|-)")
+            .unwrap();
+    let labels = regex::Regex::new(r"\{[^}]*\}").unwrap();
+    // Label matchers name labels, not metrics.
+    let stripped = labels.replace_all(expr, "{}");
+    re.captures_iter(&stripped)
+        .map(|c| c[1].to_string())
+        .collect()
+}
+
+#[test]
+fn prometheus_rules_and_dashboard_use_metrics_of_the_module() {
+    let metrics = snmp_yml_metrics();
+    let mut names: BTreeSet<String> = BTreeSet::new();
+    let mut labels: BTreeSet<String> = ["instance", "job"].iter().map(|s| s.to_string()).collect();
+    for m in &metrics {
+        if m.kind == "EnumAsInfo" {
+            names.insert(format!("{}_info", m.name));
+        } else {
+            names.insert(m.name.clone());
+        }
+        labels.extend(m.labels.iter().cloned());
+    }
+    // Metrics the exporter and Prometheus add to every scrape.
+    names.extend(["up".to_string(), "snmp_scrape_pdus_returned".to_string()]);
+    let counters: BTreeSet<&str> = metrics
+        .iter()
+        .filter(|m| m.kind == "counter")
+        .map(|m| m.name.as_str())
+        .collect();
+    let label_re = regex::Regex::new(r"\b(\w+)\s*(=~|!=|!~|=)\s*").unwrap();
+    let check = |what: &str, expr: &str| {
+        let used = promql_metrics(expr);
+        assert!(!used.is_empty(), "{what}: no metric in {expr}");
+        for name in &used {
+            assert!(
+                names.contains(name),
+                "{what}: {expr} uses unknown metric {name}"
+            );
+            // Counters only through rate()/increase()/delta-like functions.
+            if counters.contains(name.as_str()) {
+                let re = regex::Regex::new(&format!(r"(rate|increase)\({name}\b")).unwrap();
+                assert!(
+                    re.is_match(expr),
+                    "{what}: counter {name} without rate/increase in {expr}"
+                );
+            }
+        }
+        for block in regex::Regex::new(r"\{([^}]*)\}")
+            .unwrap()
+            .captures_iter(expr)
+        {
+            for c in label_re.captures_iter(&block[1]) {
+                assert!(
+                    labels.contains(&c[1]),
+                    "{what}: {expr} uses unknown label {}",
+                    &c[1]
+                );
+            }
+        }
+    };
+
+    let rules =
+        fs::read_to_string(repo(&format!("{PROMETHEUS_DIR}/postfix-agentx.rules.yml"))).unwrap();
+    let mut alerts = BTreeSet::new();
+    let label_ref = regex::Regex::new(r"\$labels\.(\w+)").unwrap();
+    for line in rules.lines() {
+        let t = line.trim();
+        if let Some(a) = t.strip_prefix("- alert: ") {
+            alerts.insert(a.to_string());
+        } else if let Some(expr) = t.strip_prefix("expr: ") {
+            check("rules", expr);
+        } else if t.contains("$labels.") {
+            for c in label_ref.captures_iter(t) {
+                assert!(
+                    labels.contains(&c[1]),
+                    "rules: annotation uses unknown label {}",
+                    &c[1]
+                );
+            }
+        }
+    }
+    for a in [
+        "PostfixDeferredQueueLarge",
+        "PostfixQueueGrowing",
+        "PostfixDaemonDown",
+        "PostfixProbeFailing",
+        "PostfixCertificateExpiresSoon",
+        "PostfixLogPanic",
+        "PostfixLogFatal",
+        "PostfixAgentSourceFailing",
+        "PostfixAgentDown",
+    ] {
+        assert!(alerts.contains(a), "no alert {a}");
+    }
+    // Every alert has a unit test.
+    let tests = fs::read_to_string(repo(&format!("{PROMETHEUS_DIR}/rules_test.yml"))).unwrap();
+    for a in &alerts {
+        assert!(
+            tests.contains(&format!("alertname: {a}\n")),
+            "rules_test.yml does not test {a}"
+        );
+    }
+
+    let dash: serde_json::Value = serde_json::from_str(
+        &fs::read_to_string(repo(&format!("{PROMETHEUS_DIR}/grafana-dashboard.json"))).unwrap(),
+    )
+    .expect("grafana-dashboard.json is JSON");
+    assert_eq!(dash["uid"], "postfix-agentx");
+    assert!(dash["schemaVersion"].as_u64().unwrap() >= 30);
+    let mut exprs = 0;
+    let mut ids = BTreeSet::new();
+    let legend_label = regex::Regex::new(r"\{\{(\w+)\}\}").unwrap();
+    for panel in dash["panels"].as_array().unwrap() {
+        assert!(
+            ids.insert(panel["id"].as_u64().unwrap()),
+            "duplicate panel id"
+        );
+        let grid = &panel["gridPos"];
+        assert!(
+            grid["x"].as_u64().unwrap() + grid["w"].as_u64().unwrap() <= 24,
+            "{panel}"
+        );
+        for target in panel["targets"].as_array().into_iter().flatten() {
+            let expr = target["expr"].as_str().unwrap();
+            check(panel["title"].as_str().unwrap(), expr);
+            assert_eq!(target["datasource"]["uid"], "${datasource}");
+            let legend = target["legendFormat"].as_str().unwrap_or("");
+            for c in legend_label.captures_iter(legend) {
+                assert!(labels.contains(&c[1]), "legend {legend} uses unknown label");
+            }
+            exprs += 1;
+        }
+    }
+    assert!(exprs >= 25, "{exprs} dashboard expressions");
+    let var = dash["templating"]["list"][1]["query"]["query"]
+        .as_str()
+        .unwrap();
+    let metric = var
+        .strip_prefix("label_values(")
+        .and_then(|v| v.strip_suffix(", instance)"))
+        .unwrap_or_else(|| panic!("instance variable {var}"));
+    assert!(names.contains(metric), "instance variable uses {metric}");
+}
+
+/// One `-` entry of a sensor class in the LibreNMS YAML: its `key: value`
+/// fields and the values of its `states`.
+#[derive(Debug, Default)]
+struct LibreSensor {
+    class: String,
+    fields: HashMap<String, String>,
+    states: Vec<(String, i64, i64)>,
+}
+
+fn librenms_sensors(text: &str) -> Vec<LibreSensor> {
+    let mut sensors: Vec<LibreSensor> = Vec::new();
+    let mut class = String::new();
+    let state = regex::Regex::new(r"\{ descr: (\w+), value: (-?\d+), generic: (\d) \}").unwrap();
+    for line in text.lines().filter(|l| !l.trim_start().starts_with('#')) {
+        let depth = indent(line);
+        let t = line.trim();
+        if depth == 8 && t.ends_with(':') {
+            class = t.trim_end_matches(':').to_string();
+        } else if depth == 16 && t == "-" {
+            sensors.push(LibreSensor {
+                class: class.clone(),
+                ..Default::default()
+            });
+        } else if let Some(c) = state.captures(t) {
+            let s = sensors.last_mut().unwrap();
+            s.states.push((
+                c[1].to_string(),
+                c[2].parse().unwrap(),
+                c[3].parse().unwrap(),
+            ));
+        } else if depth == 20 {
+            if let Some((k, v)) = t.split_once(": ") {
+                let v = v.trim_matches('\'').to_string();
+                sensors.last_mut().unwrap().fields.insert(k.to_string(), v);
+            }
+        }
+    }
+    sensors
+}
+
+#[test]
+fn librenms_sensors_match_the_mib() {
+    let text = fs::read_to_string(repo(LIBRENMS)).unwrap();
+    assert!(text.contains("\nmib: POSTFIX-MIB\nmodules:\n    sensors:\n"));
+    let nodes = nodes();
+    let by_name: HashMap<&str, &MibNode> = nodes.iter().map(|n| (n.name.as_str(), n)).collect();
+    let object = |field: &str| -> &MibNode {
+        let name = field
+            .strip_prefix("POSTFIX-MIB::")
+            .unwrap_or_else(|| panic!("{field}: not POSTFIX-MIB::name"));
+        by_name
+            .get(name)
+            .unwrap_or_else(|| panic!("{field}: not in POSTFIX-MIB"))
+    };
+    let sensors = librenms_sensors(&text);
+    assert!(sensors.len() >= 12, "{} sensors", sensors.len());
+    let mut indexes = BTreeSet::new();
+    let descr_ref = regex::Regex::new(r"\{\{ (POSTFIX-MIB::\w+) \}\}").unwrap();
+    for s in &sensors {
+        assert!(
+            ["count", "delay", "percent", "state"].contains(&s.class.as_str()),
+            "{s:?}: sensor class"
+        );
+        let walked = object(&s.fields["oid"]);
+        let value = object(s.fields.get("value").unwrap_or(&s.fields["oid"]));
+        let syntax = value.syntax.as_deref().unwrap_or("");
+        assert!(is_gauge_like(syntax), "{s:?}: {syntax} is not a gauge");
+        let num_oid = &s.fields["num_oid"];
+        if is_column(value, &nodes) {
+            // `oid` walks the value's table.
+            assert!(walked.name.ends_with("Table"), "{s:?}");
+            assert!(
+                value.oid.as_slice().starts_with(walked.oid.as_slice()),
+                "{s:?}"
+            );
+            let index = index_column(value, &nodes);
+            let placeholder = if index.syntax.as_deref() == Some("DisplayString") {
+                "{{ $index_string }}"
+            } else {
+                "{{ $index }}"
+            };
+            assert_eq!(num_oid, &format!(".{}.{placeholder}", value.oid), "{s:?}");
+        } else {
+            assert_eq!(walked.name, value.name, "{s:?}");
+            assert_eq!(
+                num_oid,
+                &format!(".{}.{{{{ $index }}}}", value.oid),
+                "{s:?}"
+            );
+        }
+        // LibreNMS's sensor index: unique per class, named after the object.
+        let index = &s.fields["index"];
+        assert_eq!(index, &format!("{}.{{{{ $index }}}}", value.name), "{s:?}");
+        assert!(indexes.insert((s.class.clone(), index.clone())), "{s:?}");
+        // Descriptions name columns of the same table.
+        for c in descr_ref.captures_iter(&s.fields["descr"]) {
+            let col = object(&c[1]);
+            assert!(
+                col.oid.as_slice().starts_with(walked.oid.as_slice()),
+                "{s:?}: {}",
+                col.name
+            );
+        }
+        if s.class == "state" {
+            assert_eq!(s.fields["state_name"], value.name, "{s:?}");
+            let mib: BTreeSet<(String, i64)> = enum_values(&value.name);
+            let ours: BTreeSet<(String, i64)> =
+                s.states.iter().map(|(d, v, _)| (d.clone(), *v)).collect();
+            assert_eq!(ours, mib, "{s:?}: states differ from the MIB's");
+            // generic: 0 ok, 1 warning, 2 critical, 3 unknown; the first
+            // (ok/running) state is the good one.
+            assert_eq!(s.states[0].2, 0, "{s:?}");
+        } else {
+            assert!(s.states.is_empty(), "{s:?}");
+        }
+    }
+}
