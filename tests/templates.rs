@@ -87,6 +87,32 @@ fn indent(line: &str) -> usize {
     line.len() - line.trim_start().len()
 }
 
+/// The YAML list entry that holds `lines[i]`: it starts at the nearest
+/// `- ` line above at a smaller indent and ends before the next line
+/// indented like that `- `.
+fn entry(lines: &[&str], i: usize) -> std::ops::Range<usize> {
+    let start = (0..=i)
+        .rev()
+        .find(|&j| lines[j].trim_start().starts_with("- ") && indent(lines[j]) < indent(lines[i]))
+        .expect("entry start");
+    let base = indent(lines[start]);
+    let end = (i + 1..lines.len())
+        .find(|&j| indent(lines[j]) <= base && !lines[j].trim().is_empty())
+        .unwrap_or(lines.len());
+    start..end
+}
+
+/// A field of the entry `block` itself, not of the entries nested in it.
+fn own_field(block: &[&str], name: &str) -> String {
+    let base = indent(block[0]);
+    block
+        .iter()
+        .filter(|l| indent(l) <= base + 2)
+        .find_map(|l| field(l, name))
+        .unwrap_or("")
+        .to_string()
+}
+
 fn zabbix_items(text: &str) -> Vec<ZabbixItem> {
     let lines: Vec<&str> = text.lines().collect();
     let mut items = Vec::new();
@@ -94,26 +120,9 @@ fn zabbix_items(text: &str) -> Vec<ZabbixItem> {
         let Some(oid) = field(line, "snmp_oid") else {
             continue;
         };
-        // The entry starts at the nearest `- uuid:` above at a smaller indent
-        // and ends before the next line indented like that `- `.
-        let start = (0..i)
-            .rev()
-            .find(|&j| lines[j].trim_start().starts_with("- ") && indent(lines[j]) < indent(line))
-            .expect("item entry start");
-        let base = indent(lines[start]);
-        let end = (i + 1..lines.len())
-            .find(|&j| indent(lines[j]) <= base && !lines[j].trim().is_empty())
-            .unwrap_or(lines.len());
-        let block = &lines[start..end];
+        let block = &lines[entry(&lines, i)];
         // Only the item's own fields count, not those of its trigger prototypes.
-        let own = |name: &str| {
-            block
-                .iter()
-                .filter(|l| indent(l) <= base + 2)
-                .find_map(|l| field(l, name))
-                .unwrap_or("")
-                .to_string()
-        };
+        let own = |name: &str| own_field(block, name);
         items.push(ZabbixItem {
             key: own("key"),
             snmp_oid: oid.to_string(),
@@ -181,12 +190,14 @@ fn zabbix_items_match_the_mib_and_rate_only_counters() {
         }
     }
     assert_eq!(
-        discovery, 7,
-        "discovery rules: queue, process, probe, cert, reject, delivery, source"
+        discovery, 8,
+        "discovery rules: queue, process, probe, cert, reject, delivery, source, alarm"
     );
 
-    // Triggers and graphs reference items of this template by key.
-    let keys: BTreeSet<String> = items.iter().map(|i| i.key.clone()).collect();
+    // Triggers and graphs reference items of this template by key: the SNMP
+    // items above and the SNMP trap items.
+    let mut keys: BTreeSet<String> = items.iter().map(|i| i.key.clone()).collect();
+    keys.extend(zabbix_trap_items(&text).into_iter().map(|(key, _)| key));
     let template = "/Postfix by SNMP postfix-agentx/";
     let mut referenced = 0;
     for part in text.split(template).skip(1) {
@@ -220,6 +231,8 @@ fn zabbix_triggers_cover_the_documented_conditions() {
         "{$POSTFIX.CERT.DAYS.HIGH}",
         "postfix.log.fatal,",
         "postfix.log.panic,",
+        "postfix.status)=3",
+        "postfix.status)=2",
     ] {
         assert!(text.contains(needle), "no trigger uses {needle}");
     }
@@ -235,6 +248,205 @@ fn zabbix_triggers_cover_the_documented_conditions() {
     assert_eq!(macro_value("{$POSTFIX.QUEUE.MAX:\"hold\"}"), "0");
     assert_eq!(macro_value("{$POSTFIX.CERT.DAYS.WARN}"), "21");
     assert_eq!(macro_value("{$POSTFIX.CERT.DAYS.HIGH}"), "7");
+    // Production default; tests/release/zabbix.sh sets 10s on its host.
+    assert_eq!(macro_value("{$POSTFIX.ALARM.INTERVAL}"), "1m");
+}
+
+/// The SNMP trap items: (key, the item's YAML lines).
+fn zabbix_trap_items(text: &str) -> Vec<(String, Vec<String>)> {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut out = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        if field(line, "type") != Some("SNMP_TRAP") {
+            continue;
+        }
+        let block = &lines[entry(&lines, i)];
+        out.push((
+            own_field(block, "key"),
+            block.iter().map(|l| l.to_string()).collect(),
+        ));
+    }
+    out
+}
+
+/// A Zabbix quoted string parameter, unquoted: `\"` is `"`, `\\` is `\`.
+fn unquote(s: &str) -> String {
+    s.replace("\\\"", "\"").replace("\\\\", "\\")
+}
+
+/// The text Zabbix matches snmptrap["regex"] items against for one
+/// notification, as templates/zabbix/zabbix_traphandle.sh writes it (after
+/// the `ZBXTRAP` line, which Zabbix drops) with snmptrapd's `outputOption n`.
+fn traphandle_text(notification: &str, key: &str, severity: u8) -> String {
+    let root = DEFAULT_ROOT;
+    let idx = alarm_index(key);
+    format!(
+        "localhost\nUDP: [127.0.0.1]:41070->[127.0.0.1]:162\n\
+         .1.3.6.1.2.1.1.3.0 0:0:00:21.01\n\
+         .1.3.6.1.6.3.1.1.4.1.0 .{notification}\n\
+         .{root}.1.6.10.1.2.{idx} \"{key}\"\n\
+         .{root}.1.6.10.1.4.{idx} {severity}\n\
+         .{root}.1.6.10.1.6.{idx} 1\n\
+         .{root}.1.6.10.1.7.{idx} 3\n\
+         .{root}.1.6.10.1.8.{idx} \"Dec  6 03:33:42 mx postfix/smtpd[4242]: fatal: 1 in 3\"\n"
+    )
+}
+
+/// The same notification in the layout of Zabbix's zabbix_trap_receiver.pl
+/// (PDU INFO, then `  OID  type=N  value=TYPE: VALUE` per varbind).
+fn perl_receiver_text(notification: &str, key: &str, severity: u8) -> String {
+    let root = DEFAULT_ROOT;
+    let idx = alarm_index(key);
+    let vb =
+        |oid: String, ty: u8, value: String| format!("  {oid:<30} type={ty:<2} value={value}\n");
+    [
+        "PDU INFO:\n  receivedfrom                   UDP: [127.0.0.1]:41070->[127.0.0.1]:162\n\
+         VARBINDS:\n"
+            .to_string(),
+        vb(
+            ".1.3.6.1.2.1.1.3.0".into(),
+            67,
+            "Timeticks: (2101) 0:00:21.01".into(),
+        ),
+        vb(
+            ".1.3.6.1.6.3.1.1.4.1.0".into(),
+            6,
+            format!("OID: .{notification}"),
+        ),
+        vb(
+            format!(".{root}.1.6.10.1.2.{idx}"),
+            4,
+            format!("STRING: \"{key}\""),
+        ),
+        vb(
+            format!(".{root}.1.6.10.1.4.{idx}"),
+            2,
+            format!("INTEGER: {severity}"),
+        ),
+        vb(format!(".{root}.1.6.10.1.6.{idx}"), 2, "INTEGER: 1".into()),
+        vb(
+            format!(".{root}.1.6.10.1.8.{idx}"),
+            4,
+            "STRING: \"queue 2 of 3\"".into(),
+        ),
+    ]
+    .concat()
+}
+
+/// The OID index of a postfixAlarmTable row: the key's length, then its octets.
+fn alarm_index(key: &str) -> String {
+    std::iter::once(key.len().to_string())
+        .chain(key.bytes().map(|b| b.to_string()))
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+#[test]
+fn zabbix_alarm_traps_match_the_mib_notifications() {
+    let text = fs::read_to_string(repo(ZABBIX)).unwrap();
+    let nodes = nodes();
+    let notifications: Vec<&MibNode> = nodes
+        .iter()
+        .filter(|n| n.oid.to_string().starts_with(&format!("{DEFAULT_ROOT}.0.")))
+        .collect();
+    assert_eq!(notifications.len(), 16, "{notifications:?}");
+    let raised = |n: &MibNode| n.name.ends_with("Alarm");
+    assert!(notifications
+        .iter()
+        .all(|n| n.name.ends_with("Alarm") || n.name.ends_with("Clear")));
+
+    let traps = zabbix_trap_items(&text);
+    assert_eq!(traps.len(), 1, "one SNMP trap item");
+    let (key, block) = &traps[0];
+    let item_re = key
+        .strip_prefix("snmptrap[\"")
+        .and_then(|k| k.strip_suffix("\"]"))
+        .unwrap_or_else(|| panic!("{key} is not snmptrap[\"regex\"]"));
+    let item_re = regex::Regex::new(item_re).unwrap();
+    assert!(block.iter().any(|l| field(l, "value_type") == Some("LOG")));
+
+    // The triggers on the trap item: expression, recovery, severity, tag.
+    let lines: Vec<&str> = block.iter().map(String::as_str).collect();
+    let find_re = regex::Regex::new(
+        r#"find\(/Postfix by SNMP postfix-agentx/(snmptrap\[".*?"\]),,"regexp","((?:[^"\\]|\\.)*)"\)=1"#,
+    )
+    .unwrap();
+    let regsub_re = regex::Regex::new(r#"\.regsub\("((?:[^"\\]|\\.)*)", \\1\)"#).unwrap();
+    let patterns = |expr: &str| -> Vec<regex::Regex> {
+        let found: Vec<regex::Regex> = find_re
+            .captures_iter(expr)
+            .map(|c| {
+                assert_eq!(&c[1], key, "trigger on another item: {expr}");
+                regex::Regex::new(&unquote(&c[2])).unwrap()
+            })
+            .collect();
+        assert!(!found.is_empty(), "no find(...,\"regexp\",...) in {expr}");
+        found
+    };
+    let mut triggers = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        if field(line, "expression").is_none() {
+            continue;
+        }
+        let trigger = &lines[entry(&lines, i)];
+        let tag = trigger
+            .iter()
+            .position(|l| field(l, "tag") == Some("alarm"))
+            .map(|j| field(trigger[j + 1], "value").unwrap().to_string())
+            .expect("trigger tag alarm");
+        let regsub = regsub_re
+            .captures(&tag)
+            .unwrap_or_else(|| panic!("tag value {tag}"));
+        assert!(own_field(trigger, "event_name").contains(&regsub[0]));
+        assert_eq!(own_field(trigger, "correlation_mode"), "TAG_VALUE");
+        assert_eq!(own_field(trigger, "correlation_tag"), "alarm");
+        assert_eq!(own_field(trigger, "type"), "MULTIPLE");
+        assert_eq!(own_field(trigger, "recovery_mode"), "RECOVERY_EXPRESSION");
+        triggers.push((
+            own_field(trigger, "priority"),
+            patterns(&own_field(trigger, "expression")),
+            patterns(&own_field(trigger, "recovery_expression")),
+            regex::Regex::new(&unquote(&regsub[1])).unwrap(),
+        ));
+    }
+    let priorities: Vec<&str> = triggers.iter().map(|t| t.0.as_str()).collect();
+    assert_eq!(priorities, ["HIGH", "WARNING"]);
+
+    for n in &notifications {
+        for key in ["log:fatal", "cert:/etc/postfix/smtpd-cert.pem"] {
+            for severity in [2u8, 3] {
+                for trap in [
+                    traphandle_text(&n.oid.to_string(), key, severity),
+                    perl_receiver_text(&n.oid.to_string(), key, severity),
+                ] {
+                    assert!(item_re.is_match(&trap), "{} not received:\n{trap}", n.name);
+                    for (priority, problem, recovery, tag) in &triggers {
+                        let wanted = raised(n) && (severity == 3) == (priority == "HIGH");
+                        assert_eq!(
+                            problem.iter().all(|p| p.is_match(&trap)),
+                            wanted,
+                            "{priority} trigger, {} severity {severity}:\n{trap}",
+                            n.name
+                        );
+                        assert_eq!(
+                            recovery.iter().all(|p| p.is_match(&trap)),
+                            !raised(n),
+                            "{priority} recovery, {}:\n{trap}",
+                            n.name
+                        );
+                        let got = tag.captures(&trap).map(|c| c[1].to_string());
+                        assert_eq!(got.as_deref(), Some(key), "tag of {}:\n{trap}", n.name);
+                    }
+                }
+            }
+        }
+    }
+    // Other notifications (snmpd's coldStart) are not the item's.
+    let cold_start = "localhost\nUDP: [127.0.0.1]:41070->[127.0.0.1]:162\n\
+                      .1.3.6.1.2.1.1.3.0 0:0:00:00.07\n\
+                      .1.3.6.1.6.3.1.1.4.1.0 .1.3.6.1.6.3.1.1.5.1\n\
+                      .1.3.6.1.6.3.1.1.4.3.0 .1.3.6.1.4.1.8072.3.2.10\n";
+    assert!(!item_re.is_match(cold_start));
 }
 
 /// `<tag>value</tag>` contents of every `tag` element.
