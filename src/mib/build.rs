@@ -1,12 +1,13 @@
 //! Builds the MIB view from a snapshot: the only place that knows both the
 //! POSTFIX-MIB's OID layout and the snapshot's fields.
 //!
-//! The sub-identifiers here must match `mibs/POSTFIX-MIB.txt`; the test
-//! `tests/mib_layout.rs` checks every one against `snmptranslate`.
+//! The sub-identifiers here must match `mibs/POSTFIX-MIB.txt`: the tests in
+//! `tests/mib.rs` check every served OID against the MIB's objects and
+//! their SYNTAX, and net-snmp's `snmptranslate` against the MIB.
 
-use crate::snapshot::Alarm;
 use crate::snapshot::{
-    CertRow, HealthState, LogCounters, ProbeRow, ProcessStatus, QueueStatus, RejectReason, Snapshot,
+    Alarm, CertRow, HealthState, LogCounters, ProbeRow, ProcessStatus, QueueStatus, RejectReason,
+    Snapshot,
 };
 use crate::snmp::MibView;
 use crate::snmp::{Oid, Value};

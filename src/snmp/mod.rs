@@ -117,14 +117,6 @@ impl Value {
     pub fn string(s: impl AsRef<str>) -> Value {
         Value::OctetString(s.as_ref().as_bytes().to_vec())
     }
-
-    /// Exceptions are not values: they only appear in responses.
-    pub fn is_exception(&self) -> bool {
-        matches!(
-            self,
-            Value::NoSuchObject | Value::NoSuchInstance | Value::EndOfMibView
-        )
-    }
 }
 
 /// A varbind: a name and its value.
