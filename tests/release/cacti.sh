@@ -146,6 +146,10 @@ for q in $queries; do
     php "$cli/add_data_query.php" --host-id="$host" --data-query-id="$q" --reindex-method=2
 done
 [ "$(sql "SELECT COUNT(*) FROM host_snmp_query WHERE host_id=$host AND reindex_method=2")" -eq 6 ]
+# Cacti's poller re-indexes each of them when the row count of its
+# oid_index column changes (poller action 10: count the walked rows).
+[ "$(sql "SELECT COUNT(*) FROM poller_reindex WHERE host_id=$host AND action=10 AND arg1 LIKE '$root_oid.%'")" -eq 6 ] ||
+    { echo "data queries not set to re-index on Index Count Changed" >&2; exit 1; }
 # Graphs of the device template's graph templates (the scalars)...
 for gt in $(sql "SELECT graph_template_id FROM host_template_graph WHERE host_template_id=$template"); do
     php "$cli/add_graphs.php" --graph-type=cg --host-id="$host" --graph-template-id="$gt" || true
