@@ -66,6 +66,13 @@ base=$(mktemp -d /tmp/pfagentx-cacti-XXXXXX)
 chmod 755 "$base"
 pids=()
 cleanup() {
+    local status=$?
+    if [ "$status" -ne 0 ]; then
+        for log in snmpd agent; do
+            echo "--- $log.log (last lines)"; tail -n 20 "$base/$log.log" 2>/dev/null || true
+        done
+        ps -o pid,stat,cmd -p "${pids[@]}" 2>/dev/null || true
+    fi
     for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
     wait 2>/dev/null || true
     rm -rf "$base"
