@@ -76,3 +76,13 @@ fn prometheus_templates_with_snmp_exporter_and_prometheus() {
 fn zabbix_server_polls_the_template_and_receives_the_alarm_traps() {
     run_release_script("zabbix.sh");
 }
+
+/// docs/templates.md's Cacti section on Debian 12's Cacti 1.2: the package
+/// imported with import_package.php, a device with the device template
+/// polled by Cacti's poller against a private snmpd and the agent; the RRD
+/// files hold what the agent serves, counters as rates.
+#[test]
+#[ignore = "release tier (minutes, root, installs Cacti and MariaDB): scripts/test.sh runs it"]
+fn cacti_package_imports_and_polls_the_agent() {
+    run_release_script("cacti.sh");
+}

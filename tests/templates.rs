@@ -56,7 +56,13 @@ fn every_object_name_in_the_templates_exists_in_the_mib() {
         files.push(entry.unwrap().path());
     }
     for file in files {
-        let text = fs::read_to_string(&file).unwrap();
+        let text = if file.extension().and_then(|e| e.to_str()) == Some("gz") {
+            // The package, and the Cacti template XML inside it.
+            let package = cacti_package();
+            format!("{}{}", package.xml, package.template)
+        } else {
+            fs::read_to_string(&file).unwrap()
+        };
         for name in object_names(&text) {
             assert!(
                 known.contains(name.as_str()),
@@ -467,7 +473,13 @@ fn cacti_data_queries_match_the_mib_and_data_source_types() {
         .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
     {
         let f: Vec<&str> = line.split('\t').collect();
-        assert_eq!(f.len(), 4, "bad line {line:?}");
+        assert_eq!(f.len(), 5, "bad line {line:?}");
+        if f[3] == "COUNTER" {
+            assert!(
+                f[4].ends_with("per minute") || f[4] == "% of one CPU",
+                "{line:?}: a counter is drawn as a rate"
+            );
+        }
         types.insert(
             (f[0].to_string(), f[1].to_string()),
             (f[2].to_string(), f[3].to_string()),
@@ -957,4 +969,227 @@ fn librenms_sensors_match_the_mib() {
             assert!(s.states.is_empty(), "{s:?}");
         }
     }
+}
+
+const CACTI_PACKAGE: &str = "templates/cacti/postfix-agentx_cacti-package.xml.gz";
+
+/// The Cacti package: its XML, its files (name -> decoded data) and the
+/// Cacti template XML among them.
+struct CactiPackage {
+    xml: String,
+    files: HashMap<String, Vec<u8>>,
+    template: String,
+}
+
+fn base64_decode(text: &str) -> Vec<u8> {
+    let value = |c: u8| -> u32 {
+        match c {
+            b'A'..=b'Z' => (c - b'A') as u32,
+            b'a'..=b'z' => (c - b'a' + 26) as u32,
+            b'0'..=b'9' => (c - b'0' + 52) as u32,
+            b'+' => 62,
+            b'/' => 63,
+            _ => panic!("not base64: {c}"),
+        }
+    };
+    let bytes: Vec<u8> = text
+        .bytes()
+        .filter(|c| !c.is_ascii_whitespace() && *c != b'=')
+        .collect();
+    let mut out = Vec::new();
+    for chunk in bytes.chunks(4) {
+        let mut n = 0u32;
+        for (i, &c) in chunk.iter().enumerate() {
+            n |= value(c) << (18 - 6 * i);
+        }
+        out.extend_from_slice(&n.to_be_bytes()[1..chunk.len()]);
+    }
+    out
+}
+
+fn cacti_package() -> CactiPackage {
+    use std::io::Read;
+    let mut xml = String::new();
+    flate2::read::GzDecoder::new(fs::File::open(repo(CACTI_PACKAGE)).unwrap())
+        .read_to_string(&mut xml)
+        .unwrap();
+    let file_re = regex::Regex::new(
+        r"(?s)<file>\s*<name>([^<]*)</name>.*?<data>([^<]*)</data>\s*<filesignature>([^<]+)</filesignature>",
+    )
+    .unwrap();
+    let mut files = HashMap::new();
+    for c in file_re.captures_iter(&xml) {
+        files.insert(c[1].to_string(), base64_decode(&c[2]));
+    }
+    let template = String::from_utf8(
+        files
+            .get("postfix-agentx.xml")
+            .expect("the package holds postfix-agentx.xml")
+            .clone(),
+    )
+    .unwrap();
+    CactiPackage {
+        xml,
+        files,
+        template,
+    }
+}
+
+/// `<hash_TTVVVVHASH>...</hash_TTVVVVHASH>` blocks of Cacti type TT.
+fn cacti_objects(template: &str, kind: &str) -> Vec<String> {
+    let re = regex::Regex::new(&format!(r"<hash_{kind}\d{{4}}([0-9a-f]{{32}})>")).unwrap();
+    re.captures_iter(template)
+        .map(|c| {
+            let open = c.get(0).unwrap();
+            let close = format!("</{}", &open.as_str()[1..]);
+            let end = template[open.end()..].find(&close).unwrap() + open.end();
+            template[open.end()..end].to_string()
+        })
+        .collect()
+}
+
+#[test]
+fn cacti_package_is_signed_and_carries_the_data_queries() {
+    let package = cacti_package();
+    assert!(package.xml.starts_with("<xml>\n   <info>\n"));
+    for tag in ["publickey", "signature"] {
+        let value = xml_values(&package.xml, tag);
+        assert_eq!(value.len(), 1, "one <{tag}>");
+        assert!(value[0].len() > 100, "<{tag}> is empty");
+    }
+    assert_eq!(
+        xml_values(&package.xml, "name")[0],
+        "Postfix (postfix-agentx)"
+    );
+    // Every data query file, byte for byte as in templates/cacti/.
+    let mut queries = 0;
+    for entry in fs::read_dir(repo(CACTI_DIR)).unwrap() {
+        let path = entry.unwrap().path();
+        let file = path.file_name().unwrap().to_string_lossy().to_string();
+        if !(file.starts_with("postfix_") && file.ends_with(".xml")) {
+            continue;
+        }
+        queries += 1;
+        let packed = package
+            .files
+            .get(&format!("resource/snmp_queries/{file}"))
+            .unwrap_or_else(|| panic!("{file} is not in the package: run build-package.php"));
+        assert!(
+            packed == &fs::read(&path).unwrap(),
+            "the package's {file} differs from templates/cacti/{file}: run build-package.php"
+        );
+        assert!(
+            package
+                .template
+                .contains(&format!("&lt;path_cacti&gt;/resource/snmp_queries/{file}")),
+            "no data query reads {file}"
+        );
+    }
+    assert_eq!(queries, 6);
+    assert_eq!(
+        package.files.len(),
+        queries + 1,
+        "{:?}",
+        package.files.keys()
+    );
+
+    // The device template links the 6 data queries and the 3 scalar graphs.
+    let hosts = cacti_objects(&package.template, "02");
+    assert_eq!(hosts.len(), 1);
+    assert_eq!(xml_values(&hosts[0], "name"), ["Postfix (postfix-agentx)"]);
+    let links = |tag: &str| xml_values(&hosts[0], tag)[0].split('|').count();
+    assert_eq!(links("data_queries"), 6);
+    assert_eq!(links("graph_templates"), 3);
+    assert_eq!(cacti_objects(&package.template, "04").len(), 6);
+}
+
+#[test]
+fn cacti_package_data_sources_match_the_mib_and_count_as_rates() {
+    let package = cacti_package();
+    let nodes = nodes();
+    let oids = by_oid(&nodes);
+    const GET_SNMP: &str = "hash_0301033eb92bb845b9660a7445cf9740726522";
+    const GET_SNMP_INDEXED: &str = "hash_030103bf566c869ac6443b0c75d1c32b5a350e";
+    // Table fields: data source name -> MIB object (data_source_types.tsv).
+    let fields: HashMap<String, String> =
+        fs::read_to_string(repo(&format!("{CACTI_DIR}/data_source_types.tsv")))
+            .unwrap()
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+            .map(|l| {
+                let f: Vec<&str> = l.split('\t').collect();
+                (f[1].chars().take(19).collect(), f[2].to_string())
+            })
+            .collect();
+    let scalars_text = fs::read_to_string(repo(&format!("{CACTI_DIR}/scalars.tsv"))).unwrap();
+    let scalars: Vec<Vec<&str>> = scalars_text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(|l| l.split('\t').collect())
+        .collect();
+    for s in &scalars {
+        assert_eq!(s.len(), 7, "{s:?}");
+        let node = oids
+            .get(s[4].trim_start_matches('.').trim_end_matches(".0"))
+            .unwrap_or_else(|| panic!("{s:?}: OID not in the MIB"));
+        assert!(s[4].ends_with(".0") && !is_column(node, &nodes), "{s:?}");
+        assert_eq!(node.name, s[3], "{s:?}");
+    }
+    for headline in [
+        "postfixDelivered",
+        "postfixReceived",
+        "postfixRejected",
+        "postfixDeferred",
+        "postfixBounced",
+        "postfixHeld",
+        "postfixExpired",
+        "postfixQueueTotal",
+    ] {
+        assert!(scalars.iter().any(|s| s[3] == headline), "{headline}");
+    }
+
+    let (mut scalar, mut indexed) = (0, 0);
+    for dt in cacti_objects(&package.template, "01") {
+        let name = &xml_values(&dt, "name")[0];
+        let input = &xml_values(&dt, "data_input_id")[0];
+        let ds_names = xml_values(&dt, "data_source_name");
+        assert_eq!(ds_names.len(), 1, "{name}: one data source");
+        let ds_type = &xml_values(&dt, "data_source_type_id")[0];
+        let values = xml_values(&dt, "value");
+        let polled: Vec<&String> = values.iter().filter(|v| v.starts_with(".1.")).collect();
+        let object = if input == GET_SNMP {
+            scalar += 1;
+            assert_eq!(polled.len(), 1, "{name}: one OID");
+            let base = polled[0].trim_start_matches('.');
+            let base = base
+                .strip_suffix(".0")
+                .unwrap_or_else(|| panic!("{name}: scalar OID without .0"));
+            let node = oids
+                .get(base)
+                .unwrap_or_else(|| panic!("{name}: {} is not in the MIB", polled[0]));
+            assert!(!is_column(node, &nodes), "{name}: polls a column");
+            assert!(name.ends_with(&format!(" - {}", node.name)), "{name}");
+            node
+        } else {
+            assert_eq!(input, GET_SNMP_INDEXED, "{name}: data input method");
+            indexed += 1;
+            assert!(polled.is_empty(), "{name}: the data query gives the OID");
+            let object = fields
+                .get(&ds_names[0])
+                .unwrap_or_else(|| panic!("{name}: {} is no query field", ds_names[0]));
+            nodes.iter().find(|n| &n.name == object).unwrap()
+        };
+        let syntax = object.syntax.as_deref().unwrap_or("");
+        if is_counter(syntax) {
+            assert_eq!(
+                ds_type, "2",
+                "{name}: {syntax} must be a COUNTER data source"
+            );
+        } else {
+            assert!(is_gauge_like(syntax), "{name}: {syntax}");
+            assert_eq!(ds_type, "1", "{name}: {syntax} must be a GAUGE data source");
+        }
+    }
+    assert_eq!(scalar, scalars.len());
+    assert_eq!(indexed, fields.len());
 }
