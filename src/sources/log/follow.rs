@@ -377,21 +377,42 @@ impl Reader {
     /// a blocking open.
     fn open(path: &Path, offset: u64, linger: Duration) -> io::Result<Reader> {
         let (file, meta) = open_regular(path)?;
-        Ok(Reader {
+        Ok(Reader::of_open_file(
+            file,
+            &meta,
+            path.to_path_buf(),
+            offset,
+            0,
+            linger,
+        ))
+    }
+
+    /// A reader of `file` (whose metadata is `meta`, found at `found_at`)
+    /// from `offset`, with no line begun and nothing watched yet;
+    /// `fingerprint` is 0 until the first line is known.
+    fn of_open_file(
+        file: File,
+        meta: &fs::Metadata,
+        found_at: PathBuf,
+        offset: u64,
+        fingerprint: u64,
+        linger: Duration,
+    ) -> Reader {
+        Reader {
             file,
             dev: meta.dev(),
             inode: meta.ino(),
-            found_at: path.to_path_buf(),
+            found_at,
             offset,
             read_pos: offset,
             partial: Vec::new(),
             dropped: 0,
-            fingerprint: 0,
+            fingerprint,
             fingerprint_checked: None,
             watch: None,
             last_data: Instant::now(),
             linger,
-        })
+        }
     }
 
     fn position(&self, configured: &Path) -> FilePosition {
@@ -786,21 +807,14 @@ impl LogFollower {
                             continue;
                         }
                     };
-                    let mut reader = Reader {
+                    let mut reader = Reader::of_open_file(
                         file,
-                        dev: meta.dev(),
-                        inode: meta.ino(),
-                        found_at: found.clone(),
-                        offset: pos.offset,
-                        read_pos: pos.offset,
-                        partial: Vec::new(),
-                        dropped: 0,
-                        fingerprint: pos.fingerprint,
-                        fingerprint_checked: None,
-                        watch: None,
-                        last_data: Instant::now(),
-                        linger: self.options.rotate_wait,
-                    };
+                        &meta,
+                        found.clone(),
+                        pos.offset,
+                        pos.fingerprint,
+                        self.options.rotate_wait,
+                    );
                     reader.watch = self.watch_open_file(&reader.file);
                     opened.push((reader.dev, reader.inode));
                     self.startup_events.push(FollowEvent::ResumedRotated {
@@ -822,21 +836,14 @@ impl LogFollower {
         // Opened now, not at the first poll, so that a rotation in between
         // is seen as a rotation of this file.
         if let (Some((offset, fingerprint)), Some((file, meta))) = (resume, current) {
-            let mut reader = Reader {
+            let mut reader = Reader::of_open_file(
                 file,
-                dev: meta.dev(),
-                inode: meta.ino(),
-                found_at: followed.path.clone(),
+                &meta,
+                followed.path.clone(),
                 offset,
-                read_pos: offset,
-                partial: Vec::new(),
-                dropped: 0,
                 fingerprint,
-                fingerprint_checked: None,
-                watch: None,
-                last_data: Instant::now(),
-                linger: self.options.rotate_wait,
-            };
+                self.options.rotate_wait,
+            );
             reader.watch = self.watch_open_file(&reader.file);
             self.startup_events.push(FollowEvent::Opened {
                 path: followed.path.clone(),
@@ -1181,21 +1188,21 @@ impl LogFollower {
                 let meta = file
                     .metadata()
                     .map_err(|e| io_message("stat", &found, &e))?;
+                // The copy continues where the truncated file was read up to,
+                // with its unfinished line.
                 let mut copy_reader = Reader {
-                    file,
-                    dev: meta.dev(),
-                    inode: meta.ino(),
-                    found_at: found.clone(),
-                    offset: reader.offset,
                     read_pos: reader.read_pos,
                     partial: std::mem::take(&mut reader.partial),
                     dropped: std::mem::take(&mut reader.dropped),
-                    fingerprint,
-                    fingerprint_checked: None,
-                    watch: None,
-                    last_data: Instant::now(),
-                    // A copy is complete when we find it.
-                    linger: Duration::ZERO,
+                    ..Reader::of_open_file(
+                        file,
+                        &meta,
+                        found.clone(),
+                        reader.offset,
+                        fingerprint,
+                        // A copy is complete when we find it.
+                        Duration::ZERO,
+                    )
                 };
                 out.events.push(FollowEvent::ResumedRotated {
                     path: path.clone(),
