@@ -1,12 +1,12 @@
 //! Where the parse time goes: splits an in-memory log into lines, then
-//! times (1) line splitting alone, (2) splitting + `parser::parse_line`,
+//! times (1) line splitting alone, (2) splitting + `prefix::parse_line`,
 //! (3) splitting + `LogAccumulator::ingest_line` (parse and count), each
 //! the best of RUNS passes, in ns per line. No I/O is timed.
 //!
 //! `parse_phases FILE [RUNS]`
 
 use anyhow::Context;
-use postfix_agentx::sources::log::parser::{parse_line, Line};
+use postfix_agentx::sources::log::prefix::{parse_line, Line};
 use postfix_agentx::sources::log::LogAccumulator;
 use std::hint::black_box;
 use std::time::Instant;

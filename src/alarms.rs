@@ -9,14 +9,50 @@
 
 use crate::config::AlarmConfig;
 use crate::snapshot::{
-    Alarm, AlarmEvent, AlarmKind, ProbeState, ProcessState, QueueName, Severity, Snapshot,
+    Alarm, AlarmEvent, AlarmKind, CertRow, LogCounters, ProbeRow, ProbeState, ProcessState,
+    ProcessStatus, QueueName, QueueStatus, Severity, Snapshot,
 };
 use std::collections::BTreeMap;
+use std::fmt;
 use std::time::{Duration, Instant, SystemTime};
+
+/// What an alarm is about: its stable identity. [`Display`](fmt::Display)
+/// gives the served name (`postfixAlarmName`, the table index, the
+/// notifications' subject after the `:`): `queue:deferred`,
+/// `queue-age:deferred`, `queue:total`, `process:master`, `probe:smtp`,
+/// `cert:NAME`, `log:panic`, `log:fatal`, `log:silent`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum AlarmKey {
+    Queue(QueueName),
+    QueueAge(QueueName),
+    QueueTotal,
+    Process(String),
+    Probe(String),
+    Cert(String),
+    LogPanic,
+    LogFatal,
+    LogSilent,
+}
+
+impl fmt::Display for AlarmKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AlarmKey::Queue(q) => write!(f, "queue:{}", q.name()),
+            AlarmKey::QueueAge(q) => write!(f, "queue-age:{}", q.name()),
+            AlarmKey::QueueTotal => f.write_str("queue:total"),
+            AlarmKey::Process(name) => write!(f, "process:{name}"),
+            AlarmKey::Probe(name) => write!(f, "probe:{name}"),
+            AlarmKey::Cert(name) => write!(f, "cert:{name}"),
+            AlarmKey::LogPanic => f.write_str("log:panic"),
+            AlarmKey::LogFatal => f.write_str("log:fatal"),
+            AlarmKey::LogSilent => f.write_str("log:silent"),
+        }
+    }
+}
 
 /// A condition found in one evaluation, before hysteresis.
 struct Finding {
-    key: String,
+    key: AlarmKey,
     kind: AlarmKind,
     severity: Severity,
     value: i64,
@@ -24,10 +60,17 @@ struct Finding {
     text: String,
 }
 
+/// An active alarm and its typed key.
+struct Active {
+    key: AlarmKey,
+    alarm: Alarm,
+}
+
 /// Keeps the active alarms across evaluations.
 pub struct AlarmEngine {
     config: AlarmConfig,
-    active: BTreeMap<String, Alarm>,
+    /// By served name, so that they are ordered by it.
+    active: BTreeMap<String, Active>,
     /// Last seen panic/fatal counters and when they last grew.
     log_marks: BTreeMap<AlarmKind, (u64, Option<Instant>)>,
     /// When the log counters last grew, and their last value.
@@ -46,12 +89,12 @@ impl AlarmEngine {
 
     /// The active alarms, ordered by key.
     pub fn active(&self) -> Vec<Alarm> {
-        self.active.values().cloned().collect()
+        self.active.values().map(|a| a.alarm.clone()).collect()
     }
 
     /// The worst active severity, if any.
     pub fn worst(&self) -> Option<Severity> {
-        self.active.values().map(|a| a.severity).max()
+        self.active.values().map(|a| a.alarm.severity).max()
     }
 
     /// Judges `s` and returns what changed since the last call.
@@ -60,9 +103,10 @@ impl AlarmEngine {
         let mut events = Vec::new();
         let mut seen = std::collections::BTreeSet::new();
         for f in findings {
-            seen.insert(f.key.clone());
-            match self.active.get_mut(&f.key) {
-                Some(a) => {
+            let name = f.key.to_string();
+            seen.insert(name.clone());
+            match self.active.get_mut(&name) {
+                Some(Active { alarm: a, .. }) => {
                     let escalated = a.severity != f.severity;
                     a.value = f.value;
                     a.threshold = f.threshold;
@@ -74,7 +118,7 @@ impl AlarmEngine {
                 }
                 None => {
                     let a = Alarm {
-                        key: f.key.clone(),
+                        key: name.clone(),
                         kind: f.kind,
                         severity: f.severity,
                         since: wall,
@@ -83,7 +127,13 @@ impl AlarmEngine {
                         text: f.text,
                     };
                     events.push(AlarmEvent::Raised(a.clone()));
-                    self.active.insert(f.key, a);
+                    self.active.insert(
+                        name,
+                        Active {
+                            key: f.key,
+                            alarm: a,
+                        },
+                    );
                 }
             }
         }
@@ -98,8 +148,8 @@ impl AlarmEngine {
                 .get(&key)
                 .is_some_and(|a| self.still_holds(a, s));
             if !holds {
-                if let Some(mut a) = self.active.remove(&key) {
-                    if let Some(v) = self.current_value(&a, s) {
+                if let Some(Active { key, alarm: mut a }) = self.active.remove(&key) {
+                    if let Some(v) = current_value(&key, &a, s) {
                         a.value = v;
                     }
                     events.push(AlarmEvent::Cleared(a));
@@ -109,70 +159,12 @@ impl AlarmEngine {
         events
     }
 
+    /// The conditions that are bad in `s`, rule family by rule family.
     fn findings(&mut self, s: &Snapshot, now: Instant, wall: SystemTime) -> Vec<Finding> {
         let c = &self.config;
         let mut out = Vec::new();
         if let Some(q) = &s.queue {
-            for row in &q.rows {
-                if let Some(t) = c.queue_threshold(row.queue) {
-                    if row.messages >= t {
-                        out.push(Finding {
-                            key: format!("queue:{}", row.queue.name()),
-                            kind: AlarmKind::QueueSize,
-                            severity: if row.messages >= t.saturating_mul(c.critical_factor) {
-                                Severity::Critical
-                            } else {
-                                Severity::Warning
-                            },
-                            value: to_i64(row.messages),
-                            threshold: to_i64(t),
-                            text: format!(
-                                "{} queue holds {} messages (threshold {t})",
-                                row.queue.name(),
-                                row.messages
-                            ),
-                        });
-                    }
-                }
-                // Held mail waits for the admin by design: its age is no alarm.
-                if row.queue != QueueName::Hold && c.oldest_age_seconds > 0 {
-                    if let Some(arrival) = row.oldest_arrival {
-                        let age = wall.duration_since(arrival).map_or(0, |d| d.as_secs());
-                        if age >= c.oldest_age_seconds {
-                            out.push(Finding {
-                                key: format!("queue-age:{}", row.queue.name()),
-                                kind: AlarmKind::QueueAge,
-                                severity: Severity::Warning,
-                                value: to_i64(age),
-                                threshold: to_i64(c.oldest_age_seconds),
-                                text: format!(
-                                    "oldest message in the {} queue is {age} s old (threshold {} s)",
-                                    row.queue.name(),
-                                    c.oldest_age_seconds
-                                ),
-                            });
-                        }
-                    }
-                }
-            }
-            let total = q.total();
-            if c.queue_total > 0 && total >= c.queue_total {
-                out.push(Finding {
-                    key: "queue:total".into(),
-                    kind: AlarmKind::QueueSize,
-                    severity: if total >= c.queue_total.saturating_mul(c.critical_factor) {
-                        Severity::Critical
-                    } else {
-                        Severity::Warning
-                    },
-                    value: to_i64(total),
-                    threshold: to_i64(c.queue_total),
-                    text: format!(
-                        "all queues hold {total} messages (threshold {})",
-                        c.queue_total
-                    ),
-                });
-            }
+            queue_findings(c, q, wall, &mut out);
         }
         let master_running = s.processes.as_ref().is_some_and(|p| {
             p.rows
@@ -180,152 +172,259 @@ impl AlarmEngine {
                 .any(|r| r.name == "master" && r.state == ProcessState::Running)
         });
         if let Some(p) = &s.processes {
-            // With master down, Postfix is stopped: one alarm for master, not
-            // one more for each daemon that went with it.
-            let master_down = p
-                .rows
-                .iter()
-                .any(|r| r.name == "master" && r.state == ProcessState::Down);
-            for row in &p.rows {
-                if master_down && row.name != "master" {
-                    continue;
-                }
-                // `restarting` is a routine restart (pickup after max_use), never an alarm.
-                if row.state == ProcessState::Down && c.process_down {
-                    out.push(Finding {
-                        key: format!("process:{}", row.name),
-                        kind: AlarmKind::ProcessDown,
-                        severity: Severity::Critical,
-                        value: i64::from(row.instances),
-                        threshold: 1,
-                        text: format!("{} is down", row.name),
-                    });
-                }
-            }
+            process_findings(c, p, &mut out);
         }
         if let Some(probes) = &s.probes {
-            for p in probes {
-                if c.probe_failures > 0
-                    && matches!(p.state, ProbeState::Failed | ProbeState::Timeout)
-                    && p.consecutive_failures >= c.probe_failures
-                {
-                    out.push(Finding {
-                        key: format!("probe:{}", p.name),
-                        kind: AlarmKind::ProbeFailed,
-                        severity: Severity::Critical,
-                        value: to_i64(p.consecutive_failures),
-                        threshold: to_i64(c.probe_failures),
-                        text: format!("probe {} failed: {}", p.name, p.last_error),
-                    });
-                }
-            }
+            probe_findings(c, probes, &mut out);
         }
         if let Some(certs) = &s.certs {
-            for cert in certs {
-                let severity = if cert.days_to_expiry <= c.cert_critical_days {
-                    Severity::Critical
-                } else if cert.days_to_expiry <= c.cert_warning_days {
-                    Severity::Warning
-                } else {
-                    continue;
-                };
-                out.push(Finding {
-                    key: format!("cert:{}", cert.name),
-                    kind: AlarmKind::CertExpiry,
-                    severity,
-                    value: cert.days_to_expiry,
-                    threshold: match severity {
-                        Severity::Critical => c.cert_critical_days,
-                        Severity::Warning => c.cert_warning_days,
-                    },
-                    text: if cert.days_to_expiry < 0 {
-                        format!(
-                            "certificate {} expired {} days ago",
-                            cert.name, -cert.days_to_expiry
-                        )
-                    } else {
-                        format!(
-                            "certificate {} expires in {} days",
-                            cert.name, cert.days_to_expiry
-                        )
-                    },
-                });
-            }
+            cert_findings(c, certs, &mut out);
         }
         if let Some(log) = &s.log {
-            let hold = Duration::from_secs(c.log_alarm_seconds);
-            for (kind, count, word, enabled) in [
-                (AlarmKind::LogPanic, log.log_panic, "panic", c.log_panic),
-                (AlarmKind::LogFatal, log.log_fatal, "fatal", c.log_fatal),
-            ] {
-                let mark = self.log_marks.entry(kind).or_insert((count, None));
-                if count > mark.0 {
-                    mark.1 = Some(now);
-                }
-                let recent = mark.1.is_some_and(|t| now.duration_since(t) < hold);
-                let new_lines = count.saturating_sub(mark.0);
-                if enabled && recent {
-                    out.push(Finding {
-                        key: format!("log:{word}"),
-                        kind,
-                        severity: Severity::Critical,
-                        value: to_i64(count),
-                        threshold: 1,
-                        text: match &log.last_severe_line {
-                            Some(line) => line.clone(),
-                            None => format!("{new_lines} new {word} lines"),
-                        },
-                    });
-                }
-                if count > mark.0 {
-                    mark.0 = count;
-                }
-            }
-            if log.lines_read > self.last_line.0 {
-                self.last_line = (log.lines_read, now);
-            }
-            let silent = now.duration_since(self.last_line.1).as_secs();
-            if c.log_silence_seconds > 0 && master_running && silent >= c.log_silence_seconds {
-                out.push(Finding {
-                    key: "log:silent".into(),
-                    kind: AlarmKind::LogSilent,
-                    severity: Severity::Warning,
-                    value: to_i64(silent),
-                    threshold: to_i64(c.log_silence_seconds),
-                    text: format!("no mail log line read for {silent} s while Postfix runs"),
-                });
-            }
+            self.log_findings(log, master_running, now, &mut out);
         }
         out
     }
 
-    /// Hysteresis: a size alarm holds until the value is below
-    /// `clear_ratio` × threshold.
-    fn still_holds(&self, a: &Alarm, s: &Snapshot) -> bool {
-        if a.kind != AlarmKind::QueueSize {
-            return false;
+    /// Panic and fatal lines seen lately, and a log gone silent while
+    /// Postfix runs.
+    fn log_findings(
+        &mut self,
+        log: &LogCounters,
+        master_running: bool,
+        now: Instant,
+        out: &mut Vec<Finding>,
+    ) {
+        let c = &self.config;
+        let hold = Duration::from_secs(c.log_alarm_seconds);
+        for (kind, key, count, word, enabled) in [
+            (
+                AlarmKind::LogPanic,
+                AlarmKey::LogPanic,
+                log.log_panic,
+                "panic",
+                c.log_panic,
+            ),
+            (
+                AlarmKind::LogFatal,
+                AlarmKey::LogFatal,
+                log.log_fatal,
+                "fatal",
+                c.log_fatal,
+            ),
+        ] {
+            let mark = self.log_marks.entry(kind).or_insert((count, None));
+            if count > mark.0 {
+                mark.1 = Some(now);
+            }
+            let recent = mark.1.is_some_and(|t| now.duration_since(t) < hold);
+            let new_lines = count.saturating_sub(mark.0);
+            if enabled && recent {
+                out.push(Finding {
+                    key,
+                    kind,
+                    severity: Severity::Critical,
+                    value: to_i64(count),
+                    threshold: 1,
+                    text: match &log.last_severe_line {
+                        Some(line) => line.clone(),
+                        None => format!("{new_lines} new {word} lines"),
+                    },
+                });
+            }
+            if count > mark.0 {
+                mark.0 = count;
+            }
         }
-        match self.current_value(a, s) {
-            Some(v) => (v as f64) >= (a.threshold as f64) * self.config.clear_ratio,
-            None => false,
+        if log.lines_read > self.last_line.0 {
+            self.last_line = (log.lines_read, now);
+        }
+        let silent = now.duration_since(self.last_line.1).as_secs();
+        if c.log_silence_seconds > 0 && master_running && silent >= c.log_silence_seconds {
+            out.push(Finding {
+                key: AlarmKey::LogSilent,
+                kind: AlarmKind::LogSilent,
+                severity: Severity::Warning,
+                value: to_i64(silent),
+                threshold: to_i64(c.log_silence_seconds),
+                text: format!("no mail log line read for {silent} s while Postfix runs"),
+            });
         }
     }
 
-    fn current_value(&self, a: &Alarm, s: &Snapshot) -> Option<i64> {
-        match a.kind {
-            AlarmKind::QueueSize => {
-                let q = s.queue.as_ref()?;
-                let name = a.key.strip_prefix("queue:")?;
-                if name == "total" {
-                    return Some(to_i64(q.total()));
-                }
-                q.rows
-                    .iter()
-                    .find(|r| r.queue.name() == name)
-                    .map(|r| to_i64(r.messages))
-            }
-            _ => None,
+    /// Hysteresis: a size alarm holds until the value is below
+    /// `clear_ratio` × threshold.
+    fn still_holds(&self, a: &Active, s: &Snapshot) -> bool {
+        if a.alarm.kind != AlarmKind::QueueSize {
+            return false;
         }
+        match current_value(&a.key, &a.alarm, s) {
+            Some(v) => (v as f64) >= (a.alarm.threshold as f64) * self.config.clear_ratio,
+            None => false,
+        }
+    }
+}
+
+/// The value a size alarm is judged on, now.
+fn current_value(key: &AlarmKey, a: &Alarm, s: &Snapshot) -> Option<i64> {
+    match a.kind {
+        AlarmKind::QueueSize => {
+            let q = s.queue.as_ref()?;
+            match key {
+                AlarmKey::QueueTotal => Some(to_i64(q.total())),
+                AlarmKey::Queue(name) => q
+                    .rows
+                    .iter()
+                    .find(|r| r.queue == *name)
+                    .map(|r| to_i64(r.messages)),
+                _ => None,
+            }
+        }
+        _ => None,
+    }
+}
+
+/// Queues over their size threshold (each, and all together), and queues
+/// whose oldest message is too old.
+fn queue_findings(c: &AlarmConfig, q: &QueueStatus, wall: SystemTime, out: &mut Vec<Finding>) {
+    for row in &q.rows {
+        if let Some(t) = c.queue_threshold(row.queue) {
+            if row.messages >= t {
+                out.push(Finding {
+                    key: AlarmKey::Queue(row.queue),
+                    kind: AlarmKind::QueueSize,
+                    severity: if row.messages >= t.saturating_mul(c.critical_factor) {
+                        Severity::Critical
+                    } else {
+                        Severity::Warning
+                    },
+                    value: to_i64(row.messages),
+                    threshold: to_i64(t),
+                    text: format!(
+                        "{} queue holds {} messages (threshold {t})",
+                        row.queue.name(),
+                        row.messages
+                    ),
+                });
+            }
+        }
+        // Held mail waits for the admin by design: its age is no alarm.
+        if row.queue != QueueName::Hold && c.oldest_age_seconds > 0 {
+            if let Some(arrival) = row.oldest_arrival {
+                let age = wall.duration_since(arrival).map_or(0, |d| d.as_secs());
+                if age >= c.oldest_age_seconds {
+                    out.push(Finding {
+                        key: AlarmKey::QueueAge(row.queue),
+                        kind: AlarmKind::QueueAge,
+                        severity: Severity::Warning,
+                        value: to_i64(age),
+                        threshold: to_i64(c.oldest_age_seconds),
+                        text: format!(
+                            "oldest message in the {} queue is {age} s old (threshold {} s)",
+                            row.queue.name(),
+                            c.oldest_age_seconds
+                        ),
+                    });
+                }
+            }
+        }
+    }
+    let total = q.total();
+    if c.queue_total > 0 && total >= c.queue_total {
+        out.push(Finding {
+            key: AlarmKey::QueueTotal,
+            kind: AlarmKind::QueueSize,
+            severity: if total >= c.queue_total.saturating_mul(c.critical_factor) {
+                Severity::Critical
+            } else {
+                Severity::Warning
+            },
+            value: to_i64(total),
+            threshold: to_i64(c.queue_total),
+            text: format!(
+                "all queues hold {total} messages (threshold {})",
+                c.queue_total
+            ),
+        });
+    }
+}
+
+/// Daemons that are down.
+fn process_findings(c: &AlarmConfig, p: &ProcessStatus, out: &mut Vec<Finding>) {
+    // With master down, Postfix is stopped: one alarm for master, not
+    // one more for each daemon that went with it.
+    let master_down = p
+        .rows
+        .iter()
+        .any(|r| r.name == "master" && r.state == ProcessState::Down);
+    for row in &p.rows {
+        if master_down && row.name != "master" {
+            continue;
+        }
+        // `restarting` is a routine restart (pickup after max_use), never an alarm.
+        if row.state == ProcessState::Down && c.process_down {
+            out.push(Finding {
+                key: AlarmKey::Process(row.name.clone()),
+                kind: AlarmKind::ProcessDown,
+                severity: Severity::Critical,
+                value: i64::from(row.instances),
+                threshold: 1,
+                text: format!("{} is down", row.name),
+            });
+        }
+    }
+}
+
+/// Probes that failed often enough in a row.
+fn probe_findings(c: &AlarmConfig, probes: &[ProbeRow], out: &mut Vec<Finding>) {
+    for p in probes {
+        if c.probe_failures > 0
+            && matches!(p.state, ProbeState::Failed | ProbeState::Timeout)
+            && p.consecutive_failures >= c.probe_failures
+        {
+            out.push(Finding {
+                key: AlarmKey::Probe(p.name.clone()),
+                kind: AlarmKind::ProbeFailed,
+                severity: Severity::Critical,
+                value: to_i64(p.consecutive_failures),
+                threshold: to_i64(c.probe_failures),
+                text: format!("probe {} failed: {}", p.name, p.last_error),
+            });
+        }
+    }
+}
+
+/// Certificates expiring soon, or expired.
+fn cert_findings(c: &AlarmConfig, certs: &[CertRow], out: &mut Vec<Finding>) {
+    for cert in certs {
+        let severity = if cert.days_to_expiry <= c.cert_critical_days {
+            Severity::Critical
+        } else if cert.days_to_expiry <= c.cert_warning_days {
+            Severity::Warning
+        } else {
+            continue;
+        };
+        out.push(Finding {
+            key: AlarmKey::Cert(cert.name.clone()),
+            kind: AlarmKind::CertExpiry,
+            severity,
+            value: cert.days_to_expiry,
+            threshold: match severity {
+                Severity::Critical => c.cert_critical_days,
+                Severity::Warning => c.cert_warning_days,
+            },
+            text: if cert.days_to_expiry < 0 {
+                format!(
+                    "certificate {} expired {} days ago",
+                    cert.name, -cert.days_to_expiry
+                )
+            } else {
+                format!(
+                    "certificate {} expires in {} days",
+                    cert.name, cert.days_to_expiry
+                )
+            },
+        });
     }
 }
 
@@ -468,6 +567,27 @@ mod tests {
         let later = now + Duration::from_secs(config().log_alarm_seconds + 1);
         let ev = e.evaluate(&s, later, SystemTime::now());
         assert!(matches!(&ev[..], [AlarmEvent::Cleared(a)] if a.kind == AlarmKind::LogFatal));
+    }
+
+    /// The served names stay what they were as strings.
+    #[test]
+    fn alarm_keys_display_as_served_names() {
+        for (key, name) in [
+            (AlarmKey::Queue(QueueName::Deferred), "queue:deferred"),
+            (
+                AlarmKey::QueueAge(QueueName::Deferred),
+                "queue-age:deferred",
+            ),
+            (AlarmKey::QueueTotal, "queue:total"),
+            (AlarmKey::Process("master".into()), "process:master"),
+            (AlarmKey::Probe("smtp".into()), "probe:smtp"),
+            (AlarmKey::Cert("/etc/x.pem".into()), "cert:/etc/x.pem"),
+            (AlarmKey::LogPanic, "log:panic"),
+            (AlarmKey::LogFatal, "log:fatal"),
+            (AlarmKey::LogSilent, "log:silent"),
+        ] {
+            assert_eq!(key.to_string(), name);
+        }
     }
 
     #[test]

@@ -9,7 +9,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use postfix_agentx::sources::log::parser::{parse_line, parse_line_searching};
+use postfix_agentx::sources::log::prefix::{parse_line, parse_line_searching};
 use postfix_agentx::sources::log::reject::{reject_reason, reject_reason_bytewise};
 use postfix_agentx::sources::log::reader::MAX_KEPT_LINE;
 use postfix_agentx::sources::log::{LineReader, LogAccumulator};

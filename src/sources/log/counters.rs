@@ -83,8 +83,10 @@
 //! messages survive while forgotten ones (whose `removed` line was never
 //! seen) age out.
 
-use super::parser::{self, Action, Event, Line, Severity, Status, StatusClass, Tag};
+use super::message::{Action, Event, Severity, Status};
+use super::prefix::{self, Line, Tag};
 use super::qid_table::{QidHashBuilder, QidKey, QidTable, DEFAULT_QID_CAPACITY};
+use super::reject::StatusClass;
 use crate::snapshot::{DeliveryCount, LogCounters, RejectCount};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -170,7 +172,7 @@ impl LogAccumulator {
     /// Count one complete line (without its newline).
     pub fn ingest_line(&mut self, line: &[u8]) {
         self.counters.lines_read += 1;
-        match parser::parse_line(line, &self.extra_names) {
+        match prefix::parse_line(line, &self.extra_names) {
             Line::Unparsed => self.counters.lines_unparsed += 1,
             Line::Foreign => {}
             Line::Postfix(p) => {

@@ -50,6 +50,7 @@
 //! - lines longer than `max_line_bytes` are delivered as one line cut to that
 //!   length; the rest is skipped, and a [`FollowEvent::LineTruncated`] notes it.
 
+use super::reader::LineReader;
 use inotify::{Inotify, WatchDescriptor, WatchMask};
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -115,7 +116,8 @@ impl LineSink for Vec<Vec<u8>> {
 
 #[derive(Debug, Clone)]
 pub struct FollowOptions {
-    /// Longer lines are cut to this many bytes (the rest is skipped).
+    /// Longer lines are cut to this many bytes (the rest is skipped). Each
+    /// open file's line reader holds a buffer of 128 KiB plus this.
     pub max_line_bytes: usize,
     /// How long a rotated-away file stays open after its last write.
     pub rotate_wait: Duration,
@@ -288,8 +290,6 @@ pub struct PathStatus {
 /// Fingerprint covers at most this many bytes of the first line.
 pub const FINGERPRINT_BYTES: usize = 1024;
 
-const READ_CHUNK: usize = 64 * 1024;
-
 /// Compressed rotations cannot be half-read files: skip them.
 const COMPRESSED_SUFFIXES: [&str; 9] = [
     ".gz", ".bz2", ".xz", ".zst", ".lz4", ".lzma", ".lzo", ".Z", ".zip",
@@ -328,20 +328,42 @@ fn file_fingerprint(file: &File) -> io::Result<Option<u64>> {
     }
 }
 
+/// A file read from a position on, at most `budget` bytes (then it reads
+/// as if at its end until the budget is renewed).
+struct FileAt {
+    file: File,
+    /// Next byte to read.
+    pos: u64,
+    budget: u64,
+}
+
+impl io::Read for FileAt {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let want = buf
+            .len()
+            .min(usize::try_from(self.budget).unwrap_or(usize::MAX));
+        if want == 0 {
+            return Ok(0);
+        }
+        let n = self.file.read_at(&mut buf[..want], self.pos)?;
+        self.pos += n as u64;
+        self.budget -= n as u64;
+        Ok(n)
+    }
+}
+
 /// One open file and our position in it.
 struct Reader {
-    file: File,
+    /// The file split into lines (the same splitter as for whole files).
+    /// Its source's position is the next byte to read: `offset` plus the
+    /// bytes of the partial line held (`lines.pending_bytes()`).
+    lines: LineReader<FileAt>,
     dev: u64,
     inode: u64,
     /// Where it was opened (for messages).
     found_at: PathBuf,
     /// Byte after the last delivered line.
     offset: u64,
-    /// Next byte to read; `offset + partial.len() + dropped`.
-    read_pos: u64,
-    partial: Vec<u8>,
-    /// Bytes of the current line skipped because it is too long.
-    dropped: u64,
     fingerprint: u64,
     /// Size and change time when the first line last matched `fingerprint`:
     /// while they stay the same, nothing was written or truncated, so an
@@ -376,23 +398,49 @@ impl Reader {
     /// Opens a regular file only: a FIFO or device at a log path (anyone
     /// who can write the log directory can put one there) is an error, never
     /// a blocking open.
-    fn open(path: &Path, offset: u64, linger: Duration) -> io::Result<Reader> {
+    fn open(path: &Path, offset: u64, linger: Duration, max_line: usize) -> io::Result<Reader> {
         let (file, meta) = open_regular(path)?;
-        Ok(Reader {
+        Ok(Reader::of_open_file(
             file,
+            &meta,
+            path.to_path_buf(),
+            offset,
+            0,
+            linger,
+            max_line,
+        ))
+    }
+
+    /// A reader of `file` (whose metadata is `meta`, found at `found_at`)
+    /// from `offset`, with no line begun and nothing watched yet;
+    /// `fingerprint` is 0 until the first line is known. Lines are cut at
+    /// `max_line` bytes.
+    fn of_open_file(
+        file: File,
+        meta: &fs::Metadata,
+        found_at: PathBuf,
+        offset: u64,
+        fingerprint: u64,
+        linger: Duration,
+        max_line: usize,
+    ) -> Reader {
+        let source = FileAt {
+            file,
+            pos: offset,
+            budget: 0,
+        };
+        Reader {
+            lines: LineReader::with_max_line(source, max_line),
             dev: meta.dev(),
             inode: meta.ino(),
-            found_at: path.to_path_buf(),
+            found_at,
             offset,
-            read_pos: offset,
-            partial: Vec::new(),
-            dropped: 0,
-            fingerprint: 0,
+            fingerprint,
             fingerprint_checked: None,
             watch: None,
             last_data: Instant::now(),
             linger,
-        })
+        }
     }
 
     fn position(&self, configured: &Path) -> FilePosition {
@@ -405,93 +453,79 @@ impl Reader {
         }
     }
 
+    fn file(&self) -> &File {
+        &self.lines.get_ref().file
+    }
+
+    /// Next byte to read: `offset` plus the held partial line.
+    fn read_pos(&self) -> u64 {
+        self.lines.get_ref().pos
+    }
+
+    /// Forgets any partial line and reads on from `offset`.
+    fn restart_at(&mut self, offset: u64) {
+        self.lines.restart();
+        self.lines.get_mut().pos = offset;
+        self.offset = offset;
+    }
+
     /// Reads to end of file (or until the budget is used), delivering
     /// complete lines and adding them and the bytes read to `out`. `true`
     /// when the budget ran out first.
-    // The arguments are disjoint borrows of the follower's fields; bundling
-    // them in a struct would not make the callers clearer.
-    #[allow(clippy::too_many_arguments)]
     fn read_available(
         &mut self,
         configured: &Path,
         sink: &mut dyn LineSink,
         budget: &mut u64,
-        buf: &mut [u8],
-        max_line: usize,
         status: &mut PathCounters,
         out: &mut PollOutcome,
     ) -> io::Result<bool> {
-        let mut budget_exhausted = false;
-        loop {
-            if *budget == 0 {
-                budget_exhausted = true;
-                break;
-            }
-            let want = buf
-                .len()
-                .min(usize::try_from(*budget).unwrap_or(usize::MAX));
-            let n = match self.file.read_at(&mut buf[..want], self.read_pos) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            };
-            let chunk = &buf[..n];
-            let chunk_base = self.read_pos;
-            let mut start = 0;
-            for nl in memchr::memchr_iter(b'\n', chunk) {
-                let segment = &chunk[start..nl];
-                if self.partial.is_empty() && self.dropped == 0 && segment.len() <= max_line {
-                    sink.line(segment);
-                } else {
-                    self.append_capped(segment, max_line);
-                    self.deliver_partial(configured, sink, status, &mut out.events);
-                }
-                out.lines += 1;
-                status.lines += 1;
-                self.offset = chunk_base + nl as u64 + 1;
-                start = nl + 1;
-            }
-            self.append_capped(&chunk[start..], max_line);
-            self.read_pos += n as u64;
-            out.bytes += n as u64;
-            *budget = budget.saturating_sub(n as u64);
+        self.lines.get_mut().budget = *budget;
+        let delivered = self.deliver_lines(configured, sink, status, out);
+        let left = self.lines.get_ref().budget;
+        let read = *budget - left;
+        out.bytes += read;
+        *budget = left;
+        if read > 0 {
             self.last_data = Instant::now();
         }
-        if self.fingerprint == 0 && self.read_pos > 0 {
-            if let Some(fp) = file_fingerprint(&self.file)? {
+        delivered?;
+        if self.fingerprint == 0 && self.read_pos() > 0 {
+            if let Some(fp) = file_fingerprint(self.file())? {
                 self.fingerprint = fp;
             }
         }
-        Ok(budget_exhausted)
+        Ok(left == 0)
     }
 
-    fn append_capped(&mut self, bytes: &[u8], max_line: usize) {
-        let room = max_line.saturating_sub(self.partial.len());
-        let keep = room.min(bytes.len());
-        self.partial.extend_from_slice(&bytes[..keep]);
-        self.dropped += (bytes.len() - keep) as u64;
-    }
-
-    /// Delivers the held bytes as one line and forgets them.
-    fn deliver_partial(
+    /// Every complete line the source gives now, to `sink`.
+    fn deliver_lines(
         &mut self,
         configured: &Path,
         sink: &mut dyn LineSink,
         status: &mut PathCounters,
-        events: &mut Vec<FollowEvent>,
-    ) {
-        sink.line(&self.partial);
-        if self.dropped > 0 {
-            status.truncated_lines += 1;
-            events.push(FollowEvent::LineTruncated {
-                path: configured.to_path_buf(),
-                kept: self.partial.len(),
-                dropped: self.dropped,
-            });
+        out: &mut PollOutcome,
+    ) -> io::Result<()> {
+        loop {
+            let before = self.lines.consumed_bytes();
+            let Some(line) = self.lines.next_line()? else {
+                return Ok(());
+            };
+            sink.line(line);
+            let kept = line.len();
+            let cut = self.lines.last_cut();
+            if cut > 0 {
+                status.truncated_lines += 1;
+                out.events.push(FollowEvent::LineTruncated {
+                    path: configured.to_path_buf(),
+                    kept,
+                    dropped: cut,
+                });
+            }
+            out.lines += 1;
+            status.lines += 1;
+            self.offset += self.lines.consumed_bytes() - before;
         }
-        self.partial.clear();
-        self.dropped = 0;
     }
 
     /// Called when the file will not be read again: a last line without
@@ -503,12 +537,24 @@ impl Reader {
         status: &mut PathCounters,
         events: &mut Vec<FollowEvent>,
     ) -> u64 {
-        if self.partial.is_empty() && self.dropped == 0 {
+        let pending = self.lines.pending_bytes();
+        if pending == 0 {
             return 0;
         }
-        self.deliver_partial(configured, sink, status, events);
+        let line = self.lines.partial_line();
+        sink.line(line);
+        let dropped = pending - line.len() as u64;
+        if dropped > 0 {
+            status.truncated_lines += 1;
+            events.push(FollowEvent::LineTruncated {
+                path: configured.to_path_buf(),
+                kept: line.len(),
+                dropped,
+            });
+        }
         status.lines += 1;
-        self.offset = self.read_pos;
+        let read_pos = self.read_pos();
+        self.restart_at(read_pos);
         1
     }
 }
@@ -548,7 +594,6 @@ pub struct LogFollower {
     paths: Vec<FollowedPath>,
     inotify: Inotify,
     options: FollowOptions,
-    buf: Vec<u8>,
     /// Events found while starting, handed out by the first poll.
     startup_events: Vec<FollowEvent>,
     last_error: Option<String>,
@@ -686,7 +731,6 @@ impl LogFollower {
         let mut follower = LogFollower {
             paths: Vec::new(),
             inotify,
-            buf: vec![0; READ_CHUNK],
             options,
             startup_events: Vec::new(),
             last_error: None,
@@ -787,22 +831,16 @@ impl LogFollower {
                             continue;
                         }
                     };
-                    let mut reader = Reader {
+                    let mut reader = Reader::of_open_file(
                         file,
-                        dev: meta.dev(),
-                        inode: meta.ino(),
-                        found_at: found.clone(),
-                        offset: pos.offset,
-                        read_pos: pos.offset,
-                        partial: Vec::new(),
-                        dropped: 0,
-                        fingerprint: pos.fingerprint,
-                        fingerprint_checked: None,
-                        watch: None,
-                        last_data: Instant::now(),
-                        linger: self.options.rotate_wait,
-                    };
-                    reader.watch = self.watch_open_file(&reader.file);
+                        &meta,
+                        found.clone(),
+                        pos.offset,
+                        pos.fingerprint,
+                        self.options.rotate_wait,
+                        self.options.max_line_bytes,
+                    );
+                    reader.watch = self.watch_open_file(reader.file());
                     opened.push((reader.dev, reader.inode));
                     self.startup_events.push(FollowEvent::ResumedRotated {
                         path: followed.path.clone(),
@@ -823,22 +861,16 @@ impl LogFollower {
         // Opened now, not at the first poll, so that a rotation in between
         // is seen as a rotation of this file.
         if let (Some((offset, fingerprint)), Some((file, meta))) = (resume, current) {
-            let mut reader = Reader {
+            let mut reader = Reader::of_open_file(
                 file,
-                dev: meta.dev(),
-                inode: meta.ino(),
-                found_at: followed.path.clone(),
+                &meta,
+                followed.path.clone(),
                 offset,
-                read_pos: offset,
-                partial: Vec::new(),
-                dropped: 0,
                 fingerprint,
-                fingerprint_checked: None,
-                watch: None,
-                last_data: Instant::now(),
-                linger: self.options.rotate_wait,
-            };
-            reader.watch = self.watch_open_file(&reader.file);
+                self.options.rotate_wait,
+                self.options.max_line_bytes,
+            );
+            reader.watch = self.watch_open_file(reader.file());
             self.startup_events.push(FollowEvent::Opened {
                 path: followed.path.clone(),
                 inode: reader.inode,
@@ -933,18 +965,9 @@ impl LogFollower {
         let mut i = 0;
         while i < self.paths[idx].rotated.len() {
             let done = {
-                let max_line = self.options.max_line_bytes;
                 let p = &mut self.paths[idx];
                 let reader = &mut p.rotated[i];
-                match reader.read_available(
-                    &path,
-                    sink,
-                    budget,
-                    &mut self.buf,
-                    max_line,
-                    &mut p.counters,
-                    out,
-                ) {
+                match reader.read_available(&path, sink, budget, &mut p.counters, out) {
                     Ok(true) => {
                         out.more = true;
                         return;
@@ -1026,9 +1049,19 @@ impl LogFollower {
 
     fn open_current(&mut self, idx: usize, out: &mut PollOutcome) -> Result<(), String> {
         let path = self.paths[idx].path.clone();
-        let mut reader = Reader::open(&path, 0, self.options.rotate_wait)
-            .map_err(|e| io_message("open", &path, &e))?;
-        if !reader.file.metadata().map(|m| m.is_file()).unwrap_or(false) {
+        let mut reader = Reader::open(
+            &path,
+            0,
+            self.options.rotate_wait,
+            self.options.max_line_bytes,
+        )
+        .map_err(|e| io_message("open", &path, &e))?;
+        if !reader
+            .file()
+            .metadata()
+            .map(|m| m.is_file())
+            .unwrap_or(false)
+        {
             return Err(format!("{} is not a regular file", path.display()));
         }
         let plan = std::mem::replace(&mut self.paths[idx].plan, StartPlan::FromZero);
@@ -1041,12 +1074,12 @@ impl LogFollower {
                 fingerprint,
             } if dev == reader.dev && inode == reader.inode => {
                 let len = reader
-                    .file
+                    .file()
                     .metadata()
                     .map_err(|e| io_message("stat", &path, &e))?
                     .len();
                 let fp =
-                    file_fingerprint(&reader.file).map_err(|e| io_message("read", &path, &e))?;
+                    file_fingerprint(reader.file()).map_err(|e| io_message("read", &path, &e))?;
                 if len >= offset && (fingerprint == 0 || fp == Some(fingerprint)) {
                     offset
                 } else {
@@ -1054,18 +1087,17 @@ impl LogFollower {
                 }
             }
             StartPlan::Resume { .. } => 0,
-            StartPlan::AtEnd => end_of_last_line(&reader.file, self.options.max_line_bytes)
+            StartPlan::AtEnd => end_of_last_line(reader.file(), self.options.max_line_bytes)
                 .map_err(|e| io_message("read", &path, &e))?,
         };
-        reader.offset = offset;
-        reader.read_pos = offset;
+        reader.restart_at(offset);
         reader.fingerprint_checked = None;
         if offset > 0 {
-            reader.fingerprint = file_fingerprint(&reader.file)
+            reader.fingerprint = file_fingerprint(reader.file())
                 .map_err(|e| io_message("read", &path, &e))?
                 .unwrap_or(0);
         }
-        reader.watch = self.watch_open_file(&reader.file);
+        reader.watch = self.watch_open_file(reader.file());
         out.events.push(FollowEvent::Opened {
             path: path.clone(),
             inode: reader.inode,
@@ -1088,20 +1120,11 @@ impl LogFollower {
             self.set_state(idx, PathState::Error(msg), out);
             return;
         }
-        let max_line = self.options.max_line_bytes;
         let p = &mut self.paths[idx];
         let Some(reader) = p.current.as_mut() else {
             return;
         };
-        match reader.read_available(
-            &path,
-            sink,
-            budget,
-            &mut self.buf,
-            max_line,
-            &mut p.counters,
-            out,
-        ) {
+        match reader.read_available(&path, sink, budget, &mut p.counters, out) {
             Ok(budget_exhausted) => {
                 out.more |= budget_exhausted;
                 self.set_state(idx, PathState::Following, out);
@@ -1129,14 +1152,14 @@ impl LogFollower {
             };
             let stamp = FileStamp::of(
                 &reader
-                    .file
+                    .file()
                     .metadata()
                     .map_err(|e| io_message("stat", &path, &e))?,
             );
-            let mut truncated = stamp.size < reader.read_pos;
+            let mut truncated = stamp.size < reader.read_pos();
             if !truncated && reader.fingerprint != 0 && reader.fingerprint_checked != Some(stamp) {
                 let fp =
-                    file_fingerprint(&reader.file).map_err(|e| io_message("read", &path, &e))?;
+                    file_fingerprint(reader.file()).map_err(|e| io_message("read", &path, &e))?;
                 truncated = fp != Some(reader.fingerprint);
                 reader.fingerprint_checked = (!truncated).then_some(stamp);
             }
@@ -1145,7 +1168,7 @@ impl LogFollower {
                 reader.dev,
                 reader.inode,
                 reader.fingerprint,
-                reader.read_pos,
+                reader.read_pos(),
             )
         };
         if !truncated {
@@ -1182,22 +1205,24 @@ impl LogFollower {
                 let meta = file
                     .metadata()
                     .map_err(|e| io_message("stat", &found, &e))?;
-                let mut copy_reader = Reader {
+                let mut copy_reader = Reader::of_open_file(
                     file,
-                    dev: meta.dev(),
-                    inode: meta.ino(),
-                    found_at: found.clone(),
-                    offset: reader.offset,
-                    read_pos: reader.read_pos,
-                    partial: std::mem::take(&mut reader.partial),
-                    dropped: std::mem::take(&mut reader.dropped),
+                    &meta,
+                    found.clone(),
+                    reader.offset,
                     fingerprint,
-                    fingerprint_checked: None,
-                    watch: None,
-                    last_data: Instant::now(),
                     // A copy is complete when we find it.
-                    linger: Duration::ZERO,
-                };
+                    Duration::ZERO,
+                    max_line,
+                );
+                // The copy continues where the truncated file was read up to,
+                // with its unfinished line: it takes over the line reader
+                // (its partial line and read position), reading the copy.
+                std::mem::swap(&mut copy_reader.lines, &mut reader.lines);
+                std::mem::swap(
+                    &mut copy_reader.lines.get_mut().file,
+                    &mut reader.lines.get_mut().file,
+                );
                 out.events.push(FollowEvent::ResumedRotated {
                     path: path.clone(),
                     found,
@@ -1205,15 +1230,7 @@ impl LogFollower {
                     offset: copy_reader.offset,
                 });
                 out.more |= copy_reader
-                    .read_available(
-                        &path,
-                        sink,
-                        budget,
-                        &mut self.buf,
-                        max_line,
-                        &mut p.counters,
-                        out,
-                    )
+                    .read_available(&path, sink, budget, &mut p.counters, out)
                     .map_err(|e| io_message("read", &copy_reader.found_at, &e))?;
                 // Finished (and its last partial line delivered) by the rotated loop.
                 p.rotated.push(copy_reader);
@@ -1223,10 +1240,7 @@ impl LogFollower {
                 out.lines += reader.finish(&path, sink, &mut p.counters, &mut out.events);
             }
         }
-        reader.offset = 0;
-        reader.read_pos = 0;
-        reader.partial.clear();
-        reader.dropped = 0;
+        reader.restart_at(0);
         reader.fingerprint = 0;
         reader.fingerprint_checked = None;
         Ok(())

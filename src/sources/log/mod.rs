@@ -1,29 +1,38 @@
 //! The Postfix mail log.
 //!
-//! `parser` classifies one line (zero-copy), with `queue_id` telling queue
-//! ids from other tokens and `reject` classing rejections; `counters` turns lines into
+//! The line grammar, its imports running one way (`prefix` → `message` →
+//! `reject` → `tokens`): `prefix` reads a line's syslog prefix (timestamp,
+//! host, `name[pid]:` tag) zero-copy and tells Postfix's lines from other
+//! programs'; `message` classifies the text after it into an event, with
+//! `queue_id` telling queue ids from other tokens and `reject` classing
+//! rejections; `tokens` holds the byte-token helpers they share. `head`
+//! (bit masks over a line's head) and `bytes` (wide byte searches) are
+//! their speed-ups. `counters` turns lines into
 //! [`LogCounters`](crate::snapshot::LogCounters) with a bounded per-message
-//! state (`qid_table`), `reader` splits any byte stream into lines, and `parse` counts
-//! whole files. `follow` tails log files across rotations, `journal` reads
-//! the systemd journal, and `state` saves counters and positions atomically.
+//! state (`qid_table`), `reader` splits any byte stream into lines, and
+//! `count_files` counts whole files (the `parse` command). `follow` tails
+//! log files across rotations, `journal` reads the systemd journal, and
+//! `state` saves counters and positions atomically.
 
 pub mod bytes;
+pub mod count_files;
 pub mod counters;
 pub mod follow;
 pub mod head;
 pub mod input;
 pub mod journal;
-pub mod parse;
-pub mod parser;
+pub mod message;
+pub mod prefix;
 pub mod qid_table;
 pub mod queue_id;
 pub mod reader;
 pub mod reject;
 pub mod state;
 pub mod switch;
+pub mod tokens;
 
+pub use count_files::parse_paths;
 pub use counters::LogAccumulator;
-pub use parse::parse_paths;
 pub use reader::LineReader;
 
 /// The counters as JSON, with the MIB's camelCase names.

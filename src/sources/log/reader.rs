@@ -1,13 +1,15 @@
-//! Chunked line splitter over any `Read`.
+//! Chunked line splitter over any `Read`: the one splitter of the log, for
+//! whole files (`count_files`) and the live follower (`follow`) alike.
 //!
 //! Lines are handed out as byte slices borrowed from one reusable buffer,
 //! so reading does not allocate per line. A line longer than
-//! [`MAX_KEPT_LINE`] is cut: its first bytes are kept (enough to classify a
-//! Postfix line) and the rest is skipped up to the newline; it still counts
-//! as one line. Bytes after the last newline are not a line yet: when the
-//! source reports end of file they stay buffered (see
-//! [`LineReader::pending_bytes`]) and a later call continues once more data
-//! (and the newline) arrives, which is what a file follower needs.
+//! [`MAX_KEPT_LINE`] (or the limit given to [`LineReader::with_max_line`])
+//! is cut: its first bytes are kept (enough to classify a Postfix line) and
+//! the rest is skipped up to the newline; it still counts as one line.
+//! Bytes after the last newline are not a line yet: when the source reports
+//! end of file they stay buffered (see [`LineReader::pending_bytes`]) and a
+//! later call continues once more data (and the newline) arrives, which is
+//! what the follower needs.
 
 use super::bytes::byte_bitmap;
 use std::io::{self, Read};
@@ -16,14 +18,15 @@ use std::io::{self, Read};
 pub const MAX_KEPT_LINE: usize = 64 * 1024;
 /// Bytes asked from the source per read.
 const CHUNK: usize = 128 * 1024;
-/// Whole 64-byte blocks, so the newline bitmap covers every byte.
-const BUF_LEN: usize = CHUNK + MAX_KEPT_LINE;
-const _: () = assert!(BUF_LEN % 64 == 0);
 /// Bytes indexed for newlines at a time: small enough to stay in L1.
 const INDEX_AHEAD: usize = 4096;
 
 pub struct LineReader<R> {
     source: R,
+    /// Bytes of a line that are kept.
+    max_line: usize,
+    /// `CHUNK + max_line` rounded up to whole 64-byte blocks, so the newline
+    /// bitmap covers every byte.
     buf: Vec<u8>,
     /// Unconsumed bytes are `buf[start..end]`.
     start: usize,
@@ -33,6 +36,8 @@ pub struct LineReader<R> {
     skipping: bool,
     /// Bytes skipped of the current over-long line (beyond `long_head`).
     skipped_in_line: u64,
+    /// Bytes cut from the line last returned by `next_line`.
+    cut: u64,
     /// Total bytes of complete lines (newline included) handed out.
     consumed: u64,
     /// Where the next newline search starts (relative to `start`), so a
@@ -49,20 +54,59 @@ pub struct LineReader<R> {
 }
 
 impl<R: Read> LineReader<R> {
+    /// Lines cut at [`MAX_KEPT_LINE`] bytes.
     pub fn new(source: R) -> LineReader<R> {
+        LineReader::with_max_line(source, MAX_KEPT_LINE)
+    }
+
+    /// Lines cut at `max_line` bytes.
+    pub fn with_max_line(source: R, max_line: usize) -> LineReader<R> {
+        let buf_len = (CHUNK + max_line).next_multiple_of(64);
         LineReader {
             source,
-            buf: vec![0; BUF_LEN],
+            max_line,
+            buf: vec![0; buf_len],
             start: 0,
             end: 0,
             long_head: Vec::new(),
             skipping: false,
             skipped_in_line: 0,
+            cut: 0,
             consumed: 0,
             scanned: 0,
-            newlines: vec![0; BUF_LEN / 64],
+            newlines: vec![0; buf_len / 64],
             indexed: 0,
         }
+    }
+
+    pub fn get_ref(&self) -> &R {
+        &self.source
+    }
+
+    pub fn get_mut(&mut self) -> &mut R {
+        &mut self.source
+    }
+
+    /// Forget the buffered bytes and the partial line, as if made anew over
+    /// the source as it is now: [`LineReader::consumed_bytes`] counts from
+    /// here again.
+    pub fn restart(&mut self) {
+        self.start = 0;
+        self.end = 0;
+        self.long_head.clear();
+        self.skipping = false;
+        self.skipped_in_line = 0;
+        self.cut = 0;
+        self.consumed = 0;
+        self.scanned = 0;
+        self.indexed = 0;
+    }
+
+    /// Bytes cut from the line last returned by [`LineReader::next_line`]
+    /// (0 when it was returned whole). Not kept by
+    /// [`LineReader::for_each_line`].
+    pub fn last_cut(&self) -> u64 {
+        self.cut
     }
 
     /// Total bytes of the complete lines returned so far, newlines included:
@@ -104,13 +148,16 @@ impl<R: Read> LineReader<R> {
                     let skipped = (line_end - line_start) as u64 + self.skipped_in_line;
                     self.consumed += self.long_head.len() as u64 + skipped + 1;
                     self.skipped_in_line = 0;
+                    self.cut = skipped;
                     return Ok(Some(&self.long_head));
                 }
                 self.consumed += (line_end + 1 - line_start) as u64;
                 let line = &self.buf[line_start..line_end];
-                if line.len() > MAX_KEPT_LINE {
-                    return Ok(Some(&self.buf[line_start..line_start + MAX_KEPT_LINE]));
+                if line.len() > self.max_line {
+                    self.cut = (line.len() - self.max_line) as u64;
+                    return Ok(Some(&self.buf[line_start..line_start + self.max_line]));
                 }
+                self.cut = 0;
                 return Ok(Some(line));
             }
             self.scanned = self.end - self.start;
@@ -153,6 +200,7 @@ impl<R: Read> LineReader<R> {
     /// The complete lines already in the buffer, in order.
     fn scan_lines(&mut self, f: &mut impl FnMut(&[u8])) {
         let end = self.end;
+        let max_line = self.max_line;
         let mut pos = self.start;
         // The first `scanned` bytes have no newline (and may not be indexed).
         let from = pos + self.scanned;
@@ -177,7 +225,7 @@ impl<R: Read> LineReader<R> {
                 break;
             }
             bits &= bits - 1;
-            let len = (newline - pos).min(MAX_KEPT_LINE);
+            let len = (newline - pos).min(max_line);
             f(&self.buf[pos..pos + len]);
             pos = newline + 1;
         }
@@ -241,12 +289,12 @@ impl<R: Read> LineReader<R> {
             self.scanned = 0;
             return true;
         }
-        if pending >= MAX_KEPT_LINE {
+        if pending >= self.max_line {
             // Over-long line: keep its head, skip the rest.
             self.long_head.clear();
             self.long_head
-                .extend_from_slice(&self.buf[self.start..self.start + MAX_KEPT_LINE]);
-            self.skipped_in_line = (pending - MAX_KEPT_LINE) as u64;
+                .extend_from_slice(&self.buf[self.start..self.start + self.max_line]);
+            self.skipped_in_line = (pending - self.max_line) as u64;
             self.skipping = true;
             self.start = 0;
             self.end = 0;
@@ -290,6 +338,43 @@ mod tests {
             buf[..n].copy_from_slice(&self.data[self.pos..self.pos + n]);
             self.pos += n;
             Ok(n)
+        }
+    }
+
+    /// A smaller limit (the follower's option), with the bytes cut from each
+    /// line reported, whether the line was whole in the buffer or not.
+    #[test]
+    fn lines_are_cut_at_the_given_limit_and_the_cut_is_reported() {
+        let long = vec![b'x'; 300_000];
+        let mut data = b"before\n".to_vec();
+        data.extend_from_slice(&long);
+        data.extend_from_slice(b"\n0123456789\n01234567890\nafter");
+        for step in [7, 1000, usize::MAX] {
+            let source = Trickle {
+                data: data.clone(),
+                pos: 0,
+                step,
+            };
+            let mut r = LineReader::with_max_line(source, 10);
+            let mut got = Vec::new();
+            while let Some(line) = r.next_line().unwrap() {
+                let line = line.to_vec();
+                got.push((line, r.last_cut()));
+            }
+            assert_eq!(
+                got,
+                [
+                    (b"before".to_vec(), 0),
+                    (vec![b'x'; 10], 299_990),
+                    (b"0123456789".to_vec(), 0),
+                    (b"0123456789".to_vec(), 1),
+                ],
+                "{step}"
+            );
+            assert_eq!(r.partial_line(), b"after");
+            assert_eq!(r.consumed_bytes(), data.len() as u64 - 5);
+            r.restart();
+            assert_eq!((r.pending_bytes(), r.consumed_bytes()), (0, 0));
         }
     }
 

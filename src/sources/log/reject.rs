@@ -3,9 +3,17 @@
 //! envelope summary after `; from=<`, so neither is searched.
 
 use super::bytes::{find_byte, set_mask64, ByteSet};
-use super::parser::{skip_address, split_digits, split_token, StatusClass};
+use super::tokens::{skip_address, split_digits, split_token};
 use crate::snapshot::RejectReason;
 use memchr::memmem;
+
+/// The SMTP status class of a rejection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusClass {
+    Temporary,
+    Permanent,
+    Unknown,
+}
 
 /// Reason class and SMTP status class of `reject: ...` text (after the
 /// `reject:` token). smtpd/postscreen: `CMD from host[addr][:port]: 550 5.7.1
