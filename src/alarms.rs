@@ -197,12 +197,13 @@ impl AlarmEngine {
     ) {
         let c = &self.config;
         let hold = Duration::from_secs(c.log_alarm_seconds);
-        for (kind, key, count, word, enabled) in [
+        for (kind, key, count, word, last_line, enabled) in [
             (
                 AlarmKind::LogPanic,
                 AlarmKey::LogPanic,
                 log.log_panic,
                 "panic",
+                &log.last_panic_line,
                 c.log_panic,
             ),
             (
@@ -210,6 +211,7 @@ impl AlarmEngine {
                 AlarmKey::LogFatal,
                 log.log_fatal,
                 "fatal",
+                &log.last_fatal_line,
                 c.log_fatal,
             ),
         ] {
@@ -226,7 +228,7 @@ impl AlarmEngine {
                     severity: Severity::Critical,
                     value: to_i64(count),
                     threshold: 1,
-                    text: match &log.last_severe_line {
+                    text: match last_line {
                         Some(line) => line.clone(),
                         None => format!("{new_lines} new {word} lines"),
                     },
@@ -567,6 +569,37 @@ mod tests {
         let later = now + Duration::from_secs(config().log_alarm_seconds + 1);
         let ev = e.evaluate(&s, later, SystemTime::now());
         assert!(matches!(&ev[..], [AlarmEvent::Cleared(a)] if a.kind == AlarmKind::LogFatal));
+    }
+
+    /// Each alarm shows the last line of its own kind: a panic logged after
+    /// a fatal line does not become the fatal alarm's text.
+    #[test]
+    fn fatal_and_panic_alarms_each_show_their_own_last_line() {
+        let now = Instant::now();
+        let mut e = AlarmEngine::new(config(), now);
+        let mut s = snapshot(0);
+        s.log = Some(LogCounters::default());
+        assert!(e.evaluate(&s, now, SystemTime::now()).is_empty());
+        let log = s.log.as_mut().unwrap();
+        log.log_fatal = 1;
+        log.log_panic = 1;
+        log.last_fatal_line = Some("postfix/smtpd[1]: fatal: f".into());
+        log.last_panic_line = Some("postfix/qmgr[2]: panic: p".into());
+        let ev = e.evaluate(&s, now, SystemTime::now());
+        let text = |kind| {
+            ev.iter().find_map(|x| match x {
+                AlarmEvent::Raised(a) if a.kind == kind => Some(a.text.clone()),
+                _ => None,
+            })
+        };
+        assert_eq!(
+            text(AlarmKind::LogFatal).as_deref(),
+            Some("postfix/smtpd[1]: fatal: f")
+        );
+        assert_eq!(
+            text(AlarmKind::LogPanic).as_deref(),
+            Some("postfix/qmgr[2]: panic: p")
+        );
     }
 
     /// The served names stay what they were as strings.

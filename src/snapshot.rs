@@ -91,9 +91,12 @@ pub struct LogCounters {
     pub rejects: BTreeMap<RejectReason, RejectCount>,
     /// Delivery outcomes per delivery agent / transport name.
     pub deliveries: BTreeMap<String, DeliveryCount>,
-    /// The last `fatal:` or `panic:` line (cut to 255 bytes), for alarms.
+    /// The last `fatal:` line (cut to 255 bytes), for the log:fatal alarm.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub last_severe_line: Option<String>,
+    pub last_fatal_line: Option<String>,
+    /// The last `panic:` line (cut to 255 bytes), for the log:panic alarm.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_panic_line: Option<String>,
 }
 
 /// Reason classes for rejections. The discriminant is the MIB index.

@@ -621,13 +621,20 @@ fn counters_match_what_postfix_did() {
         })
         .count() as u64;
     e.c.log_warning += clock_warnings;
-    // The last fatal/panic line is postlog's panic, logged last above.
-    let severe = got.last_severe_line.clone().unwrap_or_default();
-    assert!(
-        severe.contains("postfix/test[") && severe.ends_with(": panic: severity test"),
-        "last severe line: {severe:?}"
-    );
-    e.c.last_severe_line = got.last_severe_line.clone();
+    // The last fatal and the last panic line are postlog's, each for its
+    // own alarm (the panic, logged after the fatal, must not hide it).
+    for (word, line) in [
+        ("fatal", &got.last_fatal_line),
+        ("panic", &got.last_panic_line),
+    ] {
+        let line = line.clone().unwrap_or_default();
+        assert!(
+            line.contains("postfix/test[") && line.ends_with(&format!(": {word}: severity test")),
+            "last {word} line: {line:?}"
+        );
+    }
+    e.c.last_fatal_line = got.last_fatal_line.clone();
+    e.c.last_panic_line = got.last_panic_line.clone();
 
     if std::env::var_os("PFAGENTX_SAVE_LOG").is_some() {
         let out =

@@ -25,6 +25,8 @@
 # "poller_interval" and "cron_interval" are set to 60 s (Console ->
 # Configuration -> Settings -> Poller) for the test's 1-minute polls.
 set -euo pipefail
+# shellcheck source=tests/release/lib.sh
+source "$(dirname "$0")/lib.sh"
 cd "$(dirname "$0")/../.."
 repo=$PWD
 [ "$(id -u)" -eq 0 ] || { echo "run as root (installs packages, runs Cacti's CLI)" >&2; exit 1; }
@@ -78,21 +80,10 @@ cleanup() {
     rm -rf "$base"
 }
 trap cleanup EXIT
-snmp_port=$(python3 -c 'import socket; s=socket.socket(type=socket.SOCK_DGRAM); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-cat > "$base/snmpd.conf" <<EOF
-master agentx
-agentXSocket unix:$base/agentx.sock
-agentXPerms 0660 0755
-rocommunity public 127.0.0.1
-EOF
-mkdir -p "$base/persist"
-SNMP_PERSISTENT_DIR=$base/persist MIBS='' snmpd -f -Lo -C -I -smux -c "$base/snmpd.conf" \
-    "udp:127.0.0.1:$snmp_port" >"$base/snmpd.log" 2>&1 &
-pids+=($!)
+snmp_port=$(free_port udp)
+start_snmpd "$base" "$snmp_port"
 : > "$base/maillog"
-cat > "$base/agent.toml" <<EOF
-[agentx]
-socket = "unix:$base/agentx.sock"
+start_agent "$base" <<EOF
 [log]
 source = "file"
 path = ["$base/maillog"]
@@ -103,8 +94,6 @@ interval_seconds = 10
 [process]
 interval_seconds = 10
 EOF
-"$repo/target/debug/postfix-agentx" run --allow-root -c "$base/agent.toml" >"$base/agent.log" 2>&1 &
-pids+=($!)
 # Replays the fixture log, a few lines a second, so counters move.
 (
     while true; do

@@ -23,6 +23,8 @@
 #     the agent is stopped PostfixAgentDown becomes active.
 # KEEP=1 keeps the work directory (/tmp/pfagentx-prom-*) for a look.
 set -euo pipefail
+# shellcheck source=tests/release/lib.sh
+source "$(dirname "$0")/lib.sh"
 cd "$(dirname "$0")/../.."
 repo=$PWD
 [ "$(id -u)" -eq 0 ] || { echo "run as root (installs packages)" >&2; exit 1; }
@@ -92,23 +94,11 @@ promtool test rules "$tpl/rules_test.yml"
 
 # --- 3. snmpd, the agent, the exporter ---
 cargo build --quiet --bin postfix-agentx
-free_port() {
-    python3 -c 'import socket,sys; s=socket.socket(type=socket.SOCK_DGRAM if sys.argv[1]=="udp" else socket.SOCK_STREAM); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' "$1"
-}
 snmp_port=$(free_port udp)
 exporter_port=$(free_port tcp)
 prom_port=$(free_port tcp)
 closed_port=$(free_port tcp)
-cat > "$base/snmpd.conf" <<EOF
-master agentx
-agentXSocket unix:$base/agentx.sock
-agentXPerms 0660 0755
-rocommunity public 127.0.0.1
-EOF
-mkdir -p "$base/persist"
-SNMP_PERSISTENT_DIR=$base/persist MIBS='' snmpd -f -Lo -C -I -smux -c "$base/snmpd.conf" \
-    "udp:127.0.0.1:$snmp_port" >"$base/snmpd.log" 2>&1 &
-pids+=($!)
+start_snmpd "$base" "$snmp_port"
 # A certificate that expires in 5 days, and a private queue directory (the
 # agent counts its files; nothing runs Postfix here, so master is "down").
 openssl req -x509 -newkey rsa:2048 -nodes -days 5 -subj /CN=mx.test.invalid \
@@ -124,9 +114,7 @@ replay() {
 }
 replay
 fixture_lines=$(wc -l < tests/fixtures/postfix-3.7-sample.log)
-cat > "$base/agent.toml" <<EOF
-[agentx]
-socket = "unix:$base/agentx.sock"
+start_agent "$base" <<EOF
 [log]
 source = "file"
 path = ["$base/maillog"]
@@ -151,9 +139,6 @@ timeout_seconds = 2
 files = ["$base/cert.pem"]
 from_postfix = false
 EOF
-"$repo/target/debug/postfix-agentx" run --allow-root -c "$base/agent.toml" >"$base/agent.log" 2>&1 &
-agent_pid=$!
-pids+=("$agent_pid")
 root_oid=1.3.6.1.4.1.8072.9999.9999.25
 get() { MIBS='' snmpget -v2c -c public -t 1 -r 0 -Oqv "udp:127.0.0.1:$snmp_port" "$1" 2>/dev/null; }
 # Every line of the fixture read, the probe run, the certificate read.

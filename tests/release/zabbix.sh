@@ -32,6 +32,8 @@
 #     problems when the alarm clears (postfixStatus ok, the clear trap) and
 #     drop the row's items.
 set -euo pipefail
+# shellcheck source=tests/release/lib.sh
+source "$(dirname "$0")/lib.sh"
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$REPO"
 DB=pfagentx_zabbix_test
@@ -93,22 +95,6 @@ show_logs() {
         tail -n 40 "$f" >&2
     done
 }
-# A free loopback port below 32768 (zabbix_server's ListenPort maximum).
-free_port() {
-    python3 - "$1" <<'EOF'
-import random, socket, sys
-kind = socket.SOCK_DGRAM if sys.argv[1] == "udp" else socket.SOCK_STREAM
-while True:
-    port = random.randint(20000, 32767)
-    s = socket.socket(type=kind)
-    try:
-        s.bind(("127.0.0.1", port))
-    except OSError:
-        continue
-    print(port)
-    break
-EOF
-}
 snmp_port=$(free_port udp)
 trap_port=$(free_port udp)
 zabbix_port=$(free_port tcp)
@@ -127,20 +113,9 @@ MIBS='' snmptrapd -f -Lf "$base/snmptrapd.log" -C -c "$base/snmptrapd.conf" -p "
 pids+=($!)
 
 step "snmpd on udp:127.0.0.1:$snmp_port and the agent"
-cat >"$base/snmpd.conf" <<EOF
-master agentx
-agentXSocket unix:$base/agentx.sock
-agentXPerms 0660 0755
-rocommunity public 127.0.0.1
-trap2sink 127.0.0.1:$trap_port public
-EOF
-MIBS='' snmpd -f -Lf "$base/snmpd.log" -C -I -smux -c "$base/snmpd.conf" -p "$base/snmpd.pid" \
-    "udp:127.0.0.1:$snmp_port" &
-pids+=($!)
+start_snmpd "$base" "$snmp_port" "trap2sink 127.0.0.1:$trap_port public"
 : >"$base/maillog"
-cat >"$base/agent.toml" <<EOF
-[agentx]
-socket = "unix:$base/agentx.sock"
+start_agent "$base" <<EOF
 [log]
 source = "file"
 path = ["$base/maillog"]
@@ -158,8 +133,6 @@ enabled = false
 log_alarm_seconds = 45
 log_silence_seconds = 0
 EOF
-"$REPO/target/debug/postfix-agentx" run --allow-root -c "$base/agent.toml" >"$base/agent.log" 2>&1 &
-pids+=($!)
 for _ in $(seq 100); do
     MIBS='' snmpget -v2c -c public -t 1 -r 0 "udp:127.0.0.1:$snmp_port" "$OID.1.9.1.0" 2>/dev/null | grep -q STRING && break
     sleep 0.2

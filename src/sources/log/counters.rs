@@ -176,14 +176,16 @@ impl LogAccumulator {
             Line::Unparsed => self.counters.lines_unparsed += 1,
             Line::Foreign => {}
             Line::Postfix(p) => {
-                if matches!(
-                    p.event,
+                match p.event {
                     Event::Severity {
-                        severity: Severity::Fatal | Severity::Panic,
+                        severity: Severity::Fatal,
                         ..
-                    }
-                ) {
-                    self.counters.last_severe_line = Some(severe_line_text(line));
+                    } => self.counters.last_fatal_line = Some(severe_line_text(line)),
+                    Event::Severity {
+                        severity: Severity::Panic,
+                        ..
+                    } => self.counters.last_panic_line = Some(severe_line_text(line)),
+                    _ => {}
                 }
                 self.apply(&p.tag, p.event)
             }
