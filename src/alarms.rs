@@ -92,11 +92,6 @@ impl AlarmEngine {
         self.active.values().map(|a| a.alarm.clone()).collect()
     }
 
-    /// The worst active severity, if any.
-    pub fn worst(&self) -> Option<Severity> {
-        self.active.values().map(|a| a.alarm.severity).max()
-    }
-
     /// Judges `s` and returns what changed since the last call.
     pub fn evaluate(&mut self, s: &Snapshot, now: Instant, wall: SystemTime) -> Vec<AlarmEvent> {
         let findings = self.findings(s, now, wall);

@@ -4,13 +4,13 @@
 //! → `mib` (OID tree) → `agentx` (session with the master agent).
 
 pub mod agentx;
-pub mod alarms;
+pub(crate) mod alarms;
 pub mod config;
 pub mod daemon;
 pub mod dump;
-pub mod file_trust;
+pub(crate) mod file_trust;
 pub mod mib;
-pub mod publisher;
+pub(crate) mod publisher;
 pub mod refusal;
 pub mod snapshot;
 pub mod snmp;

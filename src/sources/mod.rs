@@ -1,10 +1,10 @@
 //! Collectors. Each reads one kind of Postfix data and knows nothing of SNMP.
 
-pub use collector::{Collected, Collector, Outcome};
+pub(crate) use collector::{Collected, Collector, Outcome};
 pub mod cert;
-pub mod collector;
+pub(crate) mod collector;
 pub mod log;
-pub mod postconf;
+pub(crate) mod postconf;
 pub mod probe;
 pub mod process;
 pub mod queue;

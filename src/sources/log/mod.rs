@@ -14,22 +14,22 @@
 //! log files across rotations, `journal` reads the systemd journal, and
 //! `state` saves counters and positions atomically.
 
-pub mod bytes;
-pub mod count_files;
+pub(crate) mod bytes;
+pub(crate) mod count_files;
 pub mod counters;
 pub mod follow;
-pub mod head;
-pub mod input;
+pub(crate) mod head;
+pub(crate) mod input;
 pub mod journal;
 pub mod message;
 pub mod prefix;
-pub mod qid_table;
+pub(crate) mod qid_table;
 pub mod queue_id;
 pub mod reader;
 pub mod reject;
-pub mod state;
-pub mod switch;
-pub mod tokens;
+pub(crate) mod state;
+pub(crate) mod switch;
+pub(crate) mod tokens;
 
 pub use count_files::parse_paths;
 pub use counters::LogAccumulator;

@@ -86,6 +86,7 @@ pub fn parse_line<'a>(line: &'a [u8], extra_names: &[Vec<u8>]) -> Line<'a> {
 /// [`parse_line`] without the short paths for host and tag (the canonical
 /// shape, the bit masks): the reference the fuzz target compares it with.
 #[doc(hidden)]
+#[cfg(feature = "oracles")]
 pub fn parse_line_searching<'a>(line: &'a [u8], extra_names: &[Vec<u8>]) -> Line<'a> {
     let Some(host_start) = timestamp_end(line) else {
         return Line::Unparsed;

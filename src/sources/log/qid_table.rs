@@ -177,11 +177,8 @@ impl QidTable {
         self.nursery.len() + self.young.len() + self.old.len()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// Flags of `key`, 0 if unknown.
+    #[cfg(test)]
     pub fn get(&self, key: &QidKey) -> u16 {
         self.nursery
             .get(key)

@@ -181,6 +181,7 @@ pub fn reject_reason(text: &[u8]) -> RejectReason {
 /// [`reject_reason`] one byte at a time, with no shortcut: the definition
 /// it is tested against (unit test and the `log_line` fuzz target).
 #[doc(hidden)]
+#[cfg(any(test, feature = "oracles"))]
 pub fn reject_reason_bytewise(text: &[u8]) -> RejectReason {
     let mut best = REASON_WORDING.len();
     for (at, &byte) in text.iter().enumerate() {

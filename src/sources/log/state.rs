@@ -89,6 +89,7 @@ impl StateStore {
     }
 
     /// Files larger than this are reported as corrupt instead of being read.
+    #[cfg(test)]
     pub fn with_max_bytes(mut self, max_bytes: u64) -> StateStore {
         self.max_bytes = max_bytes;
         self
