@@ -1,8 +1,8 @@
 //! Collectors. Each reads one kind of Postfix data and knows nothing of SNMP.
 
-pub(crate) use collector::{Collected, Collector, Outcome};
+pub use collector::{Collected, Collector, Outcome};
 pub mod cert;
-pub(crate) mod collector;
+pub mod collector;
 pub mod log;
 pub(crate) mod postconf;
 pub mod probe;

@@ -77,7 +77,7 @@
 //! * generated: once per NEWID of bounce notices and local(8) forwards.
 //! * qmgr/postsuper `QID: removed` forgets the QID.
 //!
-//! Memory is bounded ([`QidTable`]): QIDs live in two generations (of one
+//! Memory is bounded (`qid_table::QidTable`): QIDs live in two generations (of one
 //! hash table); when the young one reaches half the capacity the old one is
 //! dropped and the young one becomes old. Lookups promote entries, so live
 //! messages survive while forgotten ones (whose `removed` line was never

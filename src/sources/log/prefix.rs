@@ -2,9 +2,9 @@
 //!
 //! A line is `TIMESTAMP HOST SYSLOGNAME/[SERVICE/]PROGRAM[PID]: MESSAGE`.
 //! This module finds the timestamp's end, the host and the tag (with the
-//! [`HeadIndex`] bit masks where they lie in the line's head, by search
+//! `head::HeadIndex` bit masks where they lie in the line's head, by search
 //! elsewhere), tells Postfix's lines from other programs', and hands the
-//! message text to [`classify`], which decides the event.
+//! message text to `message::classify`, which decides the event.
 
 use super::bytes::{find_any3, find_byte};
 use super::head::{HeadIndex, HEAD};
