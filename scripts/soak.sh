@@ -11,4 +11,4 @@ minutes=${1:-10}
 cd "$(dirname "$0")/.."
 POSTFIX_AGENTX_SOAK_SECONDS=$((minutes * 60)) \
 POSTFIX_AGENTX_SOAK_ROTATE_SECONDS=60 \
-    exec cargo test --release --test soak_short -- --nocapture --test-threads=1
+    exec cargo test --release --test end_to_end soak_short -- --nocapture --test-threads=1

@@ -1,17 +1,22 @@
 #!/usr/bin/env bash
-# Runs every test: installs what they need, then the unit and end-to-end
-# suites (real snmpd, net-snmp tools, smilint, Postfix, Dovecot).
+# Runs every test: installs what they need, then the unit tests and the
+# component and end-to-end tiers (real snmpd, net-snmp tools, smilint,
+# Postfix, Dovecot), then the release tier (a booted Debian 12, real NMSs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
-# tests/deb_install.rs builds the Debian package with cargo-deb.
+# tests/end_to_end/deb_install.rs builds the Debian package with cargo-deb.
 cargo deb --version >/dev/null 2>&1 || cargo install cargo-deb --locked
-# tests/packaging.rs builds the RPM with cargo-generate-rpm.
+# tests/component/packaging.rs builds the RPM with cargo-generate-rpm.
 cargo generate-rpm --version >/dev/null 2>&1 || cargo install cargo-generate-rpm --locked
 cargo fmt --all -- --check
 cargo clippy --all-targets -- -D warnings
 # The API docs build without broken or private links.
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --quiet
+# The release build first: the demo and the package tests need it, and
+# building it (fat LTO, minutes of both cores) while timing-sensitive tests
+# run would only slow them down.
+cargo build --release --locked
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 set +e

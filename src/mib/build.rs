@@ -2,7 +2,7 @@
 //! POSTFIX-MIB's OID layout and the snapshot's fields.
 //!
 //! The sub-identifiers here must match `mibs/POSTFIX-MIB.txt`: the tests in
-//! `tests/mib.rs` check every served OID against the MIB's objects and
+//! `tests/component/mib.rs` check every served OID against the MIB's objects and
 //! their SYNTAX, and net-snmp's `snmptranslate` against the MIB.
 
 use crate::snapshot::{

@@ -73,7 +73,8 @@ pub fn wait_until(timeout: std::time::Duration, mut cond: impl FnMut() -> bool) 
     }
 }
 
-/// Runs the ignored test `helper` of the current test binary through
+/// Runs the ignored test `helper` (its path in the tier's binary,
+/// `module::name`) of the current test binary through
 /// `cmd` (a `setpriv ...` or `unshare ...` prefix that drops privileges),
 /// and parses the JSON the helper printed after `prefix` on one line.
 pub fn run_helper_test(
@@ -98,4 +99,14 @@ pub fn run_helper_test(
         .find_map(|l| l.strip_prefix(prefix))
         .unwrap_or_else(|| panic!("no {prefix:?} line from helper {helper}: {stdout}"));
     serde_json::from_str(line).expect("helper JSON")
+}
+
+/// Held by the tests that measure time or CPU, or load the machine, so
+/// that no two of them run at once in a test binary (the rest run beside
+/// them as usual). A test that panicked while holding it does not block the
+/// others: the lock is taken back from a poisoned state.
+pub fn exclusive() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }

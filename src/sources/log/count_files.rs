@@ -54,7 +54,7 @@ mod tests {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/postfix-3.7-sample.log")
     }
 
-    /// The counts tests/log_real_postfix.rs established for this log from
+    /// The counts tests/component/log_real_postfix.rs established for this log from
     /// what Postfix did (mailboxes, sink dumps, queue).
     fn check_fixture_counts(c: &LogCounters) {
         assert_eq!(c.delivered, 20);

@@ -4,7 +4,7 @@
 //! unreadable state file, a config file others can write, and saved counters
 //! about to wrap. Each rule is listed in docs/security.md with its test here.
 
-mod support;
+use crate::support;
 
 use std::fs;
 use std::os::unix::fs::MetadataExt;

@@ -3,7 +3,7 @@
 //! POP3, fake SMTP servers for the failure cases, and the values read back
 //! through a real snmpd with snmptable.
 
-mod support;
+use crate::support;
 
 use std::fs;
 use std::io::{BufRead, BufReader, Write};

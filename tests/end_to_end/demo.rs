@@ -9,7 +9,7 @@
 //! port (deferred, then put on hold with `postsuper -h`), and one to alice
 //! through `sendmail`.
 
-mod support;
+use crate::support;
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -109,6 +109,7 @@ fn mailbox_counts(output: &str) -> Option<(u64, u64)> {
 
 #[test]
 fn the_readme_demo_serves_what_postfix_did() {
+    let _exclusive = support::exclusive();
     assert!(
         is_root(),
         "the demo starts a private Postfix, which needs root; run the tests as root, as .ci/run does"

@@ -2,7 +2,7 @@
 //! `postfix logrotate`, a clean restart and a SIGKILL), and the counters read
 //! back through a real snmpd match what happened and what `parse` counts.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 use support::agent::{config_for_socket, run_cli, Agent, ROOT};

@@ -1,7 +1,7 @@
 //! POSTFIX-MIB checks with the real tools: smilint, snmptranslate, and the
 //! agent's own OID layout against the MIB text.
 
-mod support;
+use crate::support;
 
 use postfix_agentx::mib::build_view;
 use postfix_agentx::mib::names::mib_nodes;

@@ -3,7 +3,7 @@
 //! The subagent runs in-process (`agentx::session::run` on its own tokio
 //! thread) and is queried with the real net-snmp client tools.
 
-mod support;
+use crate::support;
 
 use postfix_agentx::agentx::session::{self, MasterAddress, SessionConfig, SessionState};
 use postfix_agentx::snmp::{MibView, ViewHandle};

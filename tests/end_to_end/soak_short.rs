@@ -7,9 +7,9 @@
 //!
 //! CI runs 45 s with a rotation every 20 s (2 rotations). For the long run:
 //! `POSTFIX_AGENTX_SOAK_SECONDS=600 POSTFIX_AGENTX_SOAK_ROTATE_SECONDS=60
-//!  cargo test --release --test soak_short -- --nocapture` (scripts/soak.sh).
+//!  cargo test --release --test end_to_end soak_short -- --nocapture` (scripts/soak.sh).
 
-mod support;
+use crate::support;
 
 use std::fs;
 use std::path::PathBuf;
@@ -41,6 +41,7 @@ fn increasing(oids: &[Vec<u32>]) -> bool {
 
 #[test]
 fn soak_walks_and_rotation_under_10k_lines_per_second() {
+    let _exclusive = support::exclusive();
     let duration = Duration::from_secs(env_secs("POSTFIX_AGENTX_SOAK_SECONDS", 45));
     let rotate_every = Duration::from_secs(env_secs("POSTFIX_AGENTX_SOAK_ROTATE_SECONDS", 20));
 

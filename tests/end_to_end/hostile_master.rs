@@ -9,7 +9,7 @@
 //! malformed fields with an in-process fake master; this file runs the whole
 //! binary, so a panic, a hang or unbounded growth anywhere would show.
 
-mod support;
+use crate::support;
 
 use postfix_agentx::agentx::codec::{
     CloseReason, ErrorStatus, GetBulk, Header, Open, Payload, Pdu, Response, SearchRange,
@@ -309,6 +309,7 @@ fn config(dir: &Path, socket: &Path, log: &Path) -> String {
 
 #[test]
 fn hostile_master_leaves_the_agent_up_bounded_and_serving_snmpd_again() {
+    let _exclusive = support::exclusive();
     let dir = support::temp_dir("pfagentx-hostile-master-");
     let log = dir.path().join("maillog");
     append(&log, &LineGenerator::new().take(500));

@@ -5,7 +5,7 @@
 //! table, and ends with exactly the counters `postfix-agentx parse` gives
 //! for the same lines (nothing lost, nothing counted twice).
 
-mod support;
+use crate::support;
 
 use std::fs;
 use std::os::unix::fs::OpenOptionsExt;
@@ -171,6 +171,7 @@ struct WalkStats {
 
 #[test]
 fn snmpd_sigkilled_20_times_during_a_bulkwalk_loop() {
+    let _exclusive = support::exclusive();
     let mut snmpd = Snmpd::start().unwrap();
     let (dir, log, _gen) = temp_log("pfagentx-fault-snmpd-", 500);
     let agent = AgentProc::start(
@@ -515,6 +516,7 @@ fn state_directory_full_then_read_only() {
 
 #[test]
 fn agent_sigkilled_during_heavy_ingest_loses_and_doubles_nothing() {
+    let _exclusive = support::exclusive();
     let snmpd = Snmpd::start().unwrap();
     let dir = temp_dir("pfagentx-fault-ingest-");
     let log = dir.path().join("maillog");

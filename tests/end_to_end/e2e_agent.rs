@@ -1,7 +1,7 @@
 //! End-to-end: the built binary against a real snmpd, read back with the
 //! real net-snmp tools.
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 use support::agent::{config_for_socket, run_cli, Agent, ROOT};

@@ -4,7 +4,7 @@
 //! register, shows our subtree through the view to v2c and to the SNMPv3
 //! authPriv user, and keeps users outside the group off the AgentX socket.
 
-mod support;
+use crate::support;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;

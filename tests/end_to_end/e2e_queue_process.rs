@@ -1,7 +1,7 @@
 //! End-to-end: queue and process tables of a real Postfix, read back through
 //! a real snmpd with `snmptable`, compared with `postqueue -j`.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

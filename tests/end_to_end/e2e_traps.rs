@@ -2,7 +2,7 @@
 //! notifications go through a real snmpd (`trap2sink`) to a real snmptrapd.
 //! Each alarm must arrive once when raised and once when cleared.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 use support::agent::{config_for_socket, Agent, ROOT};

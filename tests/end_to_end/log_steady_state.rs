@@ -14,7 +14,7 @@
 //! CPU time per 1 000 appended lines is printed, not asserted (benchmarks
 //! measure speed: `benches/steady_state.sh`).
 
-mod support;
+use crate::support;
 
 use std::fs;
 use std::path::Path;
@@ -73,6 +73,7 @@ fn start_agent(dir: &Path, config: &str, snmpd: &Snmpd) -> AgentProc {
 
 #[test]
 fn log_reads_are_proportional_to_new_lines_only() {
+    let _exclusive = support::exclusive();
     let snmpd = Snmpd::start().unwrap();
     let dir = support::temp_dir("pfagentx-steady-");
     let log = dir.path().join("maillog");

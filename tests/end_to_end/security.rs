@@ -1,8 +1,8 @@
 //! Security properties checked on the running binary and on the source:
 //! the agent listens on no socket (TCP, UDP or unix) and starts no shell.
-//! (Refusing to run as root is tested in tests/e2e_agent.rs.)
+//! (Refusing to run as root is tested in tests/end_to_end/e2e_agent.rs.)
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeSet;
 use std::fs;

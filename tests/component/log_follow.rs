@@ -710,7 +710,7 @@ fn permission_denied_then_fixed() {
         .arg(&exe)
         .args([
             "--exact",
-            "child_permission_probe",
+            "log_follow::child_permission_probe",
             "--ignored",
             "--nocapture",
             "--test-threads=1",

@@ -1,7 +1,7 @@
 //! Queue depth against a real private Postfix: both methods compared with
 //! `postqueue -j`, as root and as an unprivileged user in group postdrop.
 
-mod support;
+use crate::support;
 
 use postfix_agentx::snapshot::QueueMethodChoice;
 use postfix_agentx::snapshot::{QueueMethod, QueueName, QueueRow, QueueStatus};
@@ -294,7 +294,11 @@ fn scan_as_nobody(queue_dir: &Path, method: &str) -> serde_json::Value {
     cmd.args(["--reuid=nobody", "--regid=nogroup", "--groups=postdrop"])
         .env("PFAGENTX_SCAN_QUEUE_DIR", queue_dir)
         .env("PFAGENTX_SCAN_METHOD", method);
-    support::run_helper_test(cmd, "scan_helper_prints_json", "SCAN-RESULT ")
+    support::run_helper_test(
+        cmd,
+        "queue_real_postfix::scan_helper_prints_json",
+        "SCAN-RESULT ",
+    )
 }
 
 #[test]

@@ -1,6 +1,6 @@
 //! Process metrics against a real private Postfix instance.
 
-mod support;
+use crate::support;
 
 use postfix_agentx::snapshot::{ProcessRow, ProcessState, ProcessStatus};
 use postfix_agentx::sources::process::{ProcessScanConfig, ProcessScanner};
@@ -218,7 +218,11 @@ fn scan_as_nobody(pf: &Postfix, hidepid_root: Option<&std::path::Path>) -> serde
     cmd.args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"])
         .env("PFAGENTX_PROC_CONFIG_DIR", &pf.config_dir)
         .env("PFAGENTX_PROC_QUEUE_DIR", &pf.queue_dir);
-    support::run_helper_test(cmd, "process_helper_prints_rows", "PROC-RESULT ")
+    support::run_helper_test(
+        cmd,
+        "process_real_postfix::process_helper_prints_rows",
+        "PROC-RESULT ",
+    )
 }
 
 #[test]

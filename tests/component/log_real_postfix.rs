@@ -11,7 +11,7 @@
 //! sent and what happened (mailbox files, sink dumps, the queue), then the
 //! parser runs over the log Postfix wrote and must agree on every counter.
 
-mod support;
+use crate::support;
 
 use postfix_agentx::snapshot::{LogCounters, RejectReason};
 use postfix_agentx::sources::log::parse_paths;

@@ -8,7 +8,7 @@
 //! systemd is not PID 1 on the test machine, so the unit is not started;
 //! `systemd-analyze verify` checks the installed unit instead.
 
-mod support;
+use crate::support;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
