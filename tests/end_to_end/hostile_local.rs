@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 use support::agent::{BIN, ROOT};
 use support::snmpd::{Snmpd, SnmpdOptions};
 use support::workload::{
-    append, chown_nobody, health_table, parsed_counters, served_counters, set_mode, tail,
-    wait_counters_equal, wait_health, AgentProc, LineGenerator, RunAs,
+    agent_as_nobody, append, chown_nobody, health_table, parsed_counters, served_counters,
+    set_mode, tail, wait_counters_equal, wait_health, AgentProc, LineGenerator, RunAs,
 };
 
 /// EX_CONFIG, what a permanent refusal must exit with (the systemd unit's
@@ -62,17 +62,8 @@ fn mkfifo(path: &Path) {
 /// `postfix-agentx run -c CONFIG` as nobody; waits up to 15 s for it to
 /// exit and returns (exit code, stderr). Panics if it keeps running.
 fn run_as_nobody_until_exit(config: &Path) -> (Option<i32>, String) {
-    let setpriv = support::require_program("setpriv", "util-linux");
-    let mut child = Command::new(setpriv)
-        .args([
-            "--reuid=nobody",
-            "--regid=nogroup",
-            "--clear-groups",
-            "--",
-            BIN,
-            "run",
-            "-c",
-        ])
+    let mut child = agent_as_nobody()
+        .args(["run", "-c"])
         .arg(config)
         .env("NO_COLOR", "1")
         .stdin(Stdio::null())
@@ -149,15 +140,7 @@ fn assert_refused(config: &Path, needles: &[&str], what: &str) -> String {
 /// `postfix-agentx dump --format json -c CONFIG`, as nobody or as root.
 fn dump_json(config: &Path, as_nobody: bool) -> String {
     let mut cmd = if as_nobody {
-        let mut c = Command::new(support::require_program("setpriv", "util-linux"));
-        c.args([
-            "--reuid=nobody",
-            "--regid=nogroup",
-            "--clear-groups",
-            "--",
-            BIN,
-        ]);
-        c
+        agent_as_nobody()
     } else {
         Command::new(BIN)
     };
@@ -323,17 +306,8 @@ fn config_file_that_others_can_change_is_refused_with_exit_78() {
 /// Runs the agent as nobody for two seconds: Some(exit code) if it exited by
 /// itself, None if it was still running (then it is killed).
 fn run_as_nobody_briefly(config: &Path) -> (Option<i32>, String) {
-    let setpriv = support::require_program("setpriv", "util-linux");
-    let mut child = Command::new(setpriv)
-        .args([
-            "--reuid=nobody",
-            "--regid=nogroup",
-            "--clear-groups",
-            "--",
-            BIN,
-            "run",
-            "-c",
-        ])
+    let mut child = agent_as_nobody()
+        .args(["run", "-c"])
         .arg(config)
         .stdin(Stdio::null())
         .stdout(Stdio::null())

@@ -37,6 +37,20 @@ pub const COUNTERS: [(&str, &str); 21] = [
     ("1.9.5.0", "linesUnparsed"),
 ];
 
+/// The agent's binary run as user nobody (group nogroup, no other
+/// groups) through setpriv; the caller adds the subcommand. Needs root.
+pub fn agent_as_nobody() -> Command {
+    let mut c = Command::new(super::require_program("setpriv", "util-linux"));
+    c.args([
+        "--reuid=nobody",
+        "--regid=nogroup",
+        "--clear-groups",
+        "--",
+        BIN,
+    ]);
+    c
+}
+
 pub fn fixture_path() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/postfix-3.7-sample.log")
 }
@@ -217,18 +231,8 @@ impl AgentProc {
             }
             RunAs::Nobody => {
                 assert!(super::is_root(), "running the agent as nobody needs root");
-                let setpriv = super::require_program("setpriv", "util-linux");
-                let mut c = Command::new(setpriv);
-                c.args([
-                    "--reuid=nobody",
-                    "--regid=nogroup",
-                    "--clear-groups",
-                    "--",
-                    BIN,
-                    "run",
-                    "-c",
-                ])
-                .arg(&self.config_path);
+                let mut c = agent_as_nobody();
+                c.args(["run", "-c"]).arg(&self.config_path);
                 c
             }
         };
