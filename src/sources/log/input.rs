@@ -69,6 +69,16 @@ pub struct Polled {
     pub messages: Vec<(bool, String)>,
 }
 
+impl Polled {
+    fn new(lines: u64, more: bool, messages: impl Iterator<Item = (bool, String)>) -> Polled {
+        Polled {
+            lines,
+            more,
+            messages: messages.collect(),
+        }
+    }
+}
+
 /// Where lines come from.
 pub enum LogInput {
     Files(LogFollower),
@@ -79,26 +89,18 @@ impl LogInput {
     /// Reads what is available.
     pub fn poll(&mut self, acc: &mut LogAccumulator) -> std::io::Result<Polled> {
         let mut sink = Counting(acc);
-        match self {
+        Ok(match self {
             LogInput::Files(f) => {
                 let out = f.poll(&mut sink)?;
                 let messages = out.events.iter().map(|e| (e.is_warning(), e.to_string()));
-                Ok(Polled {
-                    lines: out.lines,
-                    more: out.more,
-                    messages: messages.collect(),
-                })
+                Polled::new(out.lines, out.more, messages)
             }
             LogInput::Journal(j) => {
                 let out = j.poll(&mut sink)?;
                 let messages = out.events.iter().map(|e| (e.is_warning(), e.to_string()));
-                Ok(Polled {
-                    lines: out.lines,
-                    more: out.more,
-                    messages: messages.collect(),
-                })
+                Polled::new(out.lines, out.more, messages)
             }
-        }
+        })
     }
 
     pub fn wait(&mut self, timeout: Duration) -> std::io::Result<()> {
